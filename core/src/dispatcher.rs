@@ -1,0 +1,187 @@
+//! The background workers: one dispatcher per provider (its own outbox range, concurrency
+//! cap and rate limit, so a slow provider never holds up another) and the TTL sweeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::clock::now_ms;
+use crate::engine::Engine;
+use crate::metrics as m;
+use crate::provider::Provider;
+
+/// Most deliveries claimed in one outbox scan.
+const SCAN_BATCH: usize = 256;
+/// Longest sleep of an idle worker; new work wakes it sooner.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Pause after a storage error, so a broken disk does not spin a core.
+const ERROR_PAUSE: Duration = Duration::from_millis(500);
+
+/// Paces sends to at most `qps` per second.
+struct Pacer {
+    interval: Duration,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(qps: u32) -> Self {
+        Pacer {
+            interval: Duration::from_secs(1) / qps.max(1),
+            next: Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        let now = Instant::now();
+        if self.next > now {
+            tokio::time::sleep_until(self.next).await;
+        }
+        self.next = self.next.max(now) + self.interval;
+    }
+}
+
+/// How long an idle worker may sleep before `next` (epoch ms) is due.
+fn wait_until(next: Option<u64>, now: u64) -> Duration {
+    match next {
+        Some(t) if t > now => Duration::from_millis(t - now).min(IDLE_WAIT),
+        _ => IDLE_WAIT,
+    }
+}
+
+/// Runs `provider`'s dispatcher until `shutdown` turns true, then waits for the sends in
+/// flight (their outcome is recorded; anything not started stays in the outbox).
+pub async fn run_provider(
+    engine: Arc<Engine>,
+    provider: Arc<dyn Provider>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = provider.name().to_string();
+    let Some(waker) = engine.provider_waker(&name) else {
+        return;
+    };
+    let limits = provider.limits();
+    let permits = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+    let mut pacer = limits.qps.map(Pacer::new);
+    let mut tasks = JoinSet::new();
+    let store = engine.store().clone();
+    tracing::debug!(provider = %name, "dispatcher started");
+    while !*shutdown.borrow() {
+        while tasks.try_join_next().is_some() {}
+        metrics::gauge!(m::OUTBOX_DEPTH, "provider" => name.clone())
+            .set(store.outbox_depth(&name) as f64);
+        let free = permits.available_permits();
+        let now = now_ms();
+        let due = if free == 0 {
+            Ok(Vec::new())
+        } else {
+            let engine = engine.clone();
+            store
+                .due_deliveries(&name, now, free.min(SCAN_BATCH), &move |id| {
+                    engine.in_flight.contains(&id)
+                })
+                .await
+        };
+        let due = match due {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(provider = %name, error = %e, "outbox scan failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        if due.is_empty() {
+            let next = if free == 0 {
+                None
+            } else {
+                store.next_due(&name).await.ok().flatten()
+            };
+            tokio::select! {
+                _ = waker.notified() => {}
+                _ = tokio::time::sleep(wait_until(next, now)) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for id in due {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            if let Some(p) = pacer.as_mut() {
+                p.wait().await;
+            }
+            if !engine.in_flight.insert(id) {
+                continue;
+            }
+            let engine = engine.clone();
+            let waker = waker.clone();
+            tasks.spawn(async move {
+                if let Err(e) = engine.deliver(id).await {
+                    tracing::error!(delivery = %id, error = %e, "delivery step failed; it stays queued");
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                }
+                engine.in_flight.remove(&id);
+                drop(permit);
+                waker.notify_one();
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    tracing::debug!(provider = %name, "dispatcher stopped");
+}
+
+/// Runs the TTL sweeper until `shutdown` turns true.
+pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    let store = engine.store().clone();
+    while !*shutdown.borrow() {
+        let now = now_ms();
+        let due = match store.due_expiries(now, SCAN_BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "expiry scan failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        if due.is_empty() {
+            let next = store.next_expiry().await.ok().flatten();
+            tokio::select! {
+                _ = engine.expiry_waker.notified() => {}
+                _ = tokio::time::sleep(wait_until(next, now)) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for (at, id) in due {
+            if let Err(e) = engine.expire_message(at, id).await {
+                tracing::error!(message = %id, error = %e, "expiring a message failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_wait_is_capped_and_never_negative() {
+        assert_eq!(wait_until(None, 10), IDLE_WAIT);
+        assert_eq!(wait_until(Some(5), 10), IDLE_WAIT);
+        assert_eq!(wait_until(Some(110), 10), Duration::from_millis(100));
+        assert_eq!(wait_until(Some(1_000_000), 10), IDLE_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spaces_sends() {
+        let mut p = Pacer::new(10);
+        let start = Instant::now();
+        for _ in 0..5 {
+            p.wait().await;
+        }
+        assert!(start.elapsed() >= Duration::from_millis(400));
+    }
+}

@@ -1,0 +1,268 @@
+//! Accepting a message: validate, resolve the target to devices, write the message, its
+//! deliveries and their outbox entries atomically, flush, wake the dispatchers.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::{AppSettings, Engine};
+use crate::clock::now_ms;
+use crate::error::EngineError;
+use crate::metrics as m;
+use crate::model::{
+    DeliveryError, DeliveryId, DeliveryRecord, DeliveryState, DeviceRef, EventKind, MessageId,
+    MessageRecord, Target,
+};
+use crate::store::{IdempotencyEntry, WriteOp};
+use crate::validate;
+
+/// A message as an app submits it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    pub to: Target,
+    pub payload: serde_json::Value,
+    pub from: Option<String>,
+    pub request_id: Option<String>,
+    /// `None`: the engine's default TTL.
+    pub ttl: Option<Duration>,
+    pub notify_sender: bool,
+    /// Restricts an alias target to this provider's devices (and names the provider that
+    /// resolves aliases it keeps itself).
+    pub provider: Option<String>,
+}
+
+/// The answer to an accepted message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub message_id: MessageId,
+    pub deliveries: usize,
+    /// False when an earlier message with the same `request_id` was returned.
+    pub created: bool,
+}
+
+fn invalid(code: &'static str, e: validate::Invalid) -> EngineError {
+    EngineError::invalid(code, e.0)
+}
+
+impl NewMessage {
+    /// A digest of everything that defines the message, to detect a reused request_id.
+    fn fingerprint(&self) -> String {
+        let canonical = serde_json::json!({
+            "to": self.to,
+            "payload": self.payload,
+            "from": self.from,
+            "ttl_ms": self.ttl.map(|t| t.as_millis() as u64),
+            "notify_sender": self.notify_sender,
+            "provider": self.provider,
+        });
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+impl Engine {
+    /// Accepts a message for `app`. Returns once the message and its deliveries are on disk.
+    pub async fn accept(&self, app: &str, msg: NewMessage) -> Result<Accepted, EngineError> {
+        let app = self
+            .apps
+            .get(app)
+            .ok_or_else(|| EngineError::invalid("unknown_app", format!("no app named {app:?}")))?;
+        let ttl = self.validate_message(&msg)?;
+        let Some(request_id) = msg.request_id.clone() else {
+            return self.accept_new(app, &msg, ttl, None).await;
+        };
+        let fingerprint = msg.fingerprint();
+        let _guard = self.request_locks.lock(&(&app.id, &request_id)).await;
+        if let Some(entry) = self.store.idempotency(&app.id, &request_id).await? {
+            if entry.fingerprint != fingerprint {
+                return Err(EngineError::IdempotencyConflict(request_id));
+            }
+            // The first request may not be flushed yet: make it durable before answering.
+            self.store.commit().await?;
+            return Ok(Accepted {
+                message_id: entry.message_id,
+                deliveries: entry.deliveries as usize,
+                created: false,
+            });
+        }
+        self.accept_new(app, &msg, ttl, Some((request_id, fingerprint)))
+            .await
+    }
+
+    fn validate_message(&self, msg: &NewMessage) -> Result<Duration, EngineError> {
+        match &msg.to {
+            Target::Alias(alias) => validate::alias(alias).map_err(|e| invalid("invalid_alias", e))?,
+            Target::Device(d) => {
+                validate::cid(&d.cid).map_err(|e| invalid("invalid_cid", e))?;
+                self.provider(&d.provider)?;
+            }
+        }
+        if let Some(from) = &msg.from {
+            validate::alias(from).map_err(|e| {
+                EngineError::invalid("invalid_from", format!("from: {}", e.0))
+            })?;
+        }
+        if let Some(p) = &msg.provider {
+            self.provider(p)?;
+            if let Target::Device(d) = &msg.to {
+                if &d.provider != p {
+                    return Err(EngineError::invalid(
+                        "provider_mismatch",
+                        format!("provider {p:?} differs from the device's provider {:?}", d.provider),
+                    ));
+                }
+            }
+        }
+        if let Some(r) = &msg.request_id {
+            validate::request_id(r).map_err(|e| invalid("invalid_request_id", e))?;
+        }
+        let ttl = msg.ttl.unwrap_or(self.settings.default_ttl);
+        if ttl.is_zero() || ttl > self.settings.max_ttl {
+            return Err(EngineError::invalid(
+                "invalid_ttl",
+                format!(
+                    "ttl_seconds must be between 1 and {}",
+                    self.settings.max_ttl.as_secs()
+                ),
+            ));
+        }
+        Ok(ttl)
+    }
+
+    async fn accept_new(
+        &self,
+        app: &AppSettings,
+        msg: &NewMessage,
+        ttl: Duration,
+        idempotency: Option<(String, String)>,
+    ) -> Result<Accepted, EngineError> {
+        let devices = self.resolve(app, &msg.to, msg.provider.as_deref()).await?;
+        let now = now_ms();
+        let record = MessageRecord {
+            id: MessageId::generate(),
+            app: app.id.clone(),
+            from: msg.from.clone(),
+            to: msg.to.clone(),
+            payload: msg.payload.clone(),
+            created_at: now,
+            expires_at: now.saturating_add(ttl.as_millis() as u64),
+            notify_sender: msg.notify_sender,
+            request_id: idempotency.as_ref().map(|(r, _)| r.clone()),
+            delivery_count: devices.len() as u16,
+            system: false,
+        };
+        let id = record.id;
+        let mut ops = self.plan_message(record, &devices, now);
+        if let Some((request_id, fingerprint)) = idempotency {
+            ops.push(WriteOp::PutIdempotency {
+                app: app.id.clone(),
+                request_id,
+                entry: IdempotencyEntry {
+                    message_id: id,
+                    fingerprint,
+                    deliveries: devices.len() as u16,
+                },
+            });
+        }
+        self.write(ops).await?;
+        self.store.commit().await?;
+        metrics::counter!(m::MESSAGES_ACCEPTED_TOTAL, "app" => app.id.clone()).increment(1);
+        Ok(Accepted {
+            message_id: id,
+            deliveries: devices.len(),
+            created: true,
+        })
+    }
+
+    /// The devices a target reaches: a device itself; an alias's bound devices (only
+    /// `provider`'s if given); failing that, the devices the provider itself knows
+    /// for the alias.
+    pub(crate) async fn resolve(
+        &self,
+        app: &AppSettings,
+        to: &Target,
+        provider: Option<&str>,
+    ) -> Result<Vec<DeviceRef>, EngineError> {
+        let alias = match to {
+            Target::Device(d) => return Ok(vec![d.clone()]),
+            Target::Alias(alias) => alias,
+        };
+        let mut devices: Vec<DeviceRef> = self
+            .store
+            .alias(&app.id, alias)
+            .await?
+            .map(|r| {
+                r.devices
+                    .iter()
+                    .filter(|d| provider.is_none_or(|p| d.provider == p))
+                    .map(|d| d.device())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if devices.is_empty() {
+            let name = provider.unwrap_or(&app.default_provider);
+            if let Some(remote) = self.providers.get(name) {
+                let cids = remote
+                    .resolve_alias(&app.id, alias)
+                    .await
+                    .map_err(|error| EngineError::Provider {
+                        provider: name.to_string(),
+                        error,
+                    })?;
+                devices = cids
+                    .into_iter()
+                    .filter(|cid| validate::cid(cid).is_ok())
+                    .take(app.max_devices_per_alias)
+                    .map(|cid| DeviceRef {
+                        provider: name.to_string(),
+                        cid,
+                    })
+                    .collect();
+            }
+        }
+        if devices.is_empty() {
+            return Err(EngineError::UnknownAlias(alias.clone()));
+        }
+        Ok(devices)
+    }
+
+    /// The ops that store a message with one queued delivery per device. A device whose
+    /// provider is no longer configured gets a delivery that fails at once.
+    pub(crate) fn plan_message(
+        &self,
+        record: MessageRecord,
+        devices: &[DeviceRef],
+        now: u64,
+    ) -> Vec<WriteOp> {
+        let mut ops = Vec::with_capacity(devices.len() * 2 + 2);
+        for (i, device) in devices.iter().enumerate() {
+            let id = DeliveryId {
+                message: record.id,
+                index: i as u16,
+            };
+            let mut delivery = DeliveryRecord::queued(id, device, now);
+            if self.providers.contains_key(&device.provider) {
+                ops.push(WriteOp::Schedule {
+                    provider: device.provider.clone(),
+                    due: now,
+                    id,
+                });
+            } else {
+                delivery.next_attempt_at = None;
+                delivery.transition(DeliveryState::Failed, now);
+                delivery.error = Some(DeliveryError {
+                    code: "provider_not_configured".into(),
+                    message: format!("no provider named {:?} is configured", device.provider),
+                });
+                let data = super::events::delivery_event_data(&record, &delivery);
+                ops.extend(self.event_op(&record, EventKind::MessageFailed, data, now));
+            }
+            ops.push(WriteOp::PutDelivery(delivery));
+        }
+        ops.push(WriteOp::ScheduleExpiry {
+            at: record.expires_at,
+            message: record.id,
+        });
+        ops.push(WriteOp::PutMessage(record));
+        ops
+    }
+}

@@ -1,0 +1,145 @@
+//! Alias bindings and read-only queries, with validation and provider delegation.
+
+use super::Engine;
+use crate::clock::now_ms;
+use crate::error::EngineError;
+use crate::metrics as m;
+use crate::model::{AliasRecord, DeliveryRecord, DeviceRef, MessageId, MessageRecord};
+use crate::store::BindError;
+use crate::validate;
+
+impl Engine {
+    fn check_app(&self, app: &str) -> Result<&super::AppSettings, EngineError> {
+        self.apps
+            .get(app)
+            .ok_or_else(|| EngineError::invalid("unknown_app", format!("no app named {app:?}")))
+    }
+
+    fn check_alias(alias: &str) -> Result<(), EngineError> {
+        validate::alias(alias).map_err(|e| EngineError::invalid("invalid_alias", e.0))
+    }
+
+    fn check_device(&self, device: &DeviceRef) -> Result<(), EngineError> {
+        validate::cid(&device.cid).map_err(|e| EngineError::invalid("invalid_cid", e.0))?;
+        self.provider(&device.provider).map(|_| ())
+    }
+
+    /// Binds a device to an alias (moving it from any other alias of the app), durably,
+    /// then mirrors the bind to the provider if it keeps aliases too.
+    pub async fn bind(
+        &self,
+        app: &str,
+        alias: &str,
+        device: DeviceRef,
+    ) -> Result<AliasRecord, EngineError> {
+        let settings = self.check_app(app)?;
+        Self::check_alias(alias)?;
+        self.check_device(&device)?;
+        let outcome = self
+            .store
+            .bind_device(app, alias, &device, settings.max_devices_per_alias, now_ms())
+            .await
+            .map_err(|e| match e {
+                BindError::Full { max } => EngineError::AliasFull {
+                    alias: alias.to_string(),
+                    max,
+                },
+                BindError::Store(e) => EngineError::Store(e),
+            })?;
+        self.store.commit().await?;
+        if outcome.changed {
+            let result = if outcome.moved_from.is_some() { "moved" } else { "bound" };
+            metrics::counter!(m::ALIAS_BINDINGS_TOTAL, "result" => result).increment(1);
+            let provider = self.provider(&device.provider)?;
+            if let Err(error) = provider.alias_bound(app, alias, &device.cid).await {
+                tracing::warn!(provider = %device.provider, %error, "mirroring an alias bind to the provider failed; the local binding stands");
+            }
+        }
+        Ok(outcome.record)
+    }
+
+    /// Unbinds one device from an alias, durably. `UnknownDevice` if it was not bound there.
+    pub async fn unbind_device(
+        &self,
+        app: &str,
+        alias: &str,
+        device: DeviceRef,
+    ) -> Result<(), EngineError> {
+        self.check_app(app)?;
+        Self::check_alias(alias)?;
+        validate::cid(&device.cid).map_err(|e| EngineError::invalid("invalid_cid", e.0))?;
+        if !self.store.unbind_device(app, alias, &device).await? {
+            return Err(EngineError::UnknownDevice {
+                provider: device.provider,
+                cid: device.cid,
+            });
+        }
+        self.store.commit().await?;
+        metrics::counter!(m::ALIAS_BINDINGS_TOTAL, "result" => "unbound").increment(1);
+        if let Some(provider) = self.providers.get(&device.provider) {
+            if let Err(error) = provider.alias_unbound(app, alias, &device.cid).await {
+                tracing::warn!(provider = %device.provider, %error, "mirroring an unbind to the provider failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Unbinds every device of an alias, durably. `UnknownAlias` if it had none.
+    pub async fn unbind_alias(&self, app: &str, alias: &str) -> Result<(), EngineError> {
+        self.check_app(app)?;
+        Self::check_alias(alias)?;
+        let Some(record) = self.store.unbind_alias(app, alias).await? else {
+            return Err(EngineError::UnknownAlias(alias.to_string()));
+        };
+        self.store.commit().await?;
+        for bound in &record.devices {
+            metrics::counter!(m::ALIAS_BINDINGS_TOTAL, "result" => "unbound").increment(1);
+            if let Some(provider) = self.providers.get(&bound.provider) {
+                if let Err(error) = provider.alias_unbound(app, alias, &bound.cid).await {
+                    tracing::warn!(provider = %bound.provider, %error, "mirroring an unbind to the provider failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An alias and its devices; `UnknownAlias` if none is bound.
+    pub async fn alias(&self, app: &str, alias: &str) -> Result<AliasRecord, EngineError> {
+        self.check_app(app)?;
+        Self::check_alias(alias)?;
+        self.store
+            .alias(app, alias)
+            .await?
+            .ok_or_else(|| EngineError::UnknownAlias(alias.to_string()))
+    }
+
+    /// The alias a device is bound to; `UnknownDevice` if none.
+    pub async fn device_alias(&self, app: &str, device: &DeviceRef) -> Result<String, EngineError> {
+        self.check_app(app)?;
+        self.check_device(device)?;
+        self.store
+            .device_alias(app, device)
+            .await?
+            .ok_or_else(|| EngineError::UnknownDevice {
+                provider: device.provider.clone(),
+                cid: device.cid.clone(),
+            })
+    }
+
+    /// A message of `app` with its deliveries; `UnknownMessage` for another app's id too.
+    pub async fn message(
+        &self,
+        app: &str,
+        id: &str,
+    ) -> Result<(MessageRecord, Vec<DeliveryRecord>), EngineError> {
+        self.check_app(app)?;
+        let unknown = || EngineError::UnknownMessage(id.to_string());
+        let parsed: MessageId = id.parse().map_err(|_| unknown())?;
+        let message = self.store.message(parsed).await?.ok_or_else(unknown)?;
+        if message.app != app {
+            return Err(unknown());
+        }
+        let deliveries = self.store.deliveries(parsed).await?;
+        Ok((message, deliveries))
+    }
+}

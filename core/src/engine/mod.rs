@@ -1,0 +1,180 @@
+//! The routing engine: accepts messages, resolves targets to devices, drives each
+//! delivery through its state machine, applies receipts and emits webhook events.
+//!
+//! All state lives in the [`Store`]; the engine keeps only locks, the in-flight set and
+//! wake-ups in memory, so a restart resumes from the store alone.
+
+mod accept;
+mod events;
+mod identity;
+mod receipts;
+mod transitions;
+
+pub use accept::{Accepted, NewMessage};
+pub use receipts::{ReceiptOutcome, ReceiptReport};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::backoff::RetryPolicy;
+use crate::error::EngineError;
+use crate::locks::{InFlight, StripedLocks};
+use crate::model::{DeliveryId, MessageId};
+use crate::provider::{Provider, ProviderContext};
+use crate::store::{Store, WriteOp};
+
+/// What the engine needs to know of an app (the HTTP layer keeps its API keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppSettings {
+    pub id: String,
+    /// Provider for messages that name none and for remote alias resolution.
+    pub default_provider: String,
+    pub max_devices_per_alias: usize,
+    /// Whether the app has a webhook URL (no events are stored otherwise).
+    pub webhooks: bool,
+}
+
+/// Engine-wide delivery settings.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    pub retry: RetryPolicy,
+    /// TTL of messages that give none.
+    pub default_ttl: Duration,
+    /// Longest TTL accepted.
+    pub max_ttl: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            retry: RetryPolicy::default(),
+            default_ttl: Duration::from_secs(3600),
+            max_ttl: Duration::from_secs(3 * 24 * 3600),
+        }
+    }
+}
+
+/// The routing engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) providers: HashMap<String, Arc<dyn Provider>>,
+    pub(crate) apps: HashMap<String, AppSettings>,
+    pub(crate) settings: EngineSettings,
+    /// Serialises changes to one message's deliveries.
+    pub(crate) message_locks: StripedLocks,
+    /// Serialises the check-then-insert of one idempotency key.
+    pub(crate) request_locks: StripedLocks,
+    pub(crate) in_flight: InFlight<DeliveryId>,
+    pub(crate) events_in_flight: InFlight<MessageId>,
+    pub(crate) provider_wakers: HashMap<String, Arc<Notify>>,
+    pub(crate) event_waker: Notify,
+    pub(crate) expiry_waker: Notify,
+}
+
+impl Engine {
+    /// Builds the engine and starts each provider with a handle back to it.
+    pub fn new(
+        store: Arc<dyn Store>,
+        providers: Vec<Arc<dyn Provider>>,
+        apps: Vec<AppSettings>,
+        settings: EngineSettings,
+    ) -> Arc<Self> {
+        let providers: HashMap<String, Arc<dyn Provider>> = providers
+            .into_iter()
+            .map(|p| (p.name().to_string(), p))
+            .collect();
+        let provider_wakers = providers
+            .keys()
+            .map(|name| (name.clone(), Arc::new(Notify::new())))
+            .collect();
+        let engine = Arc::new(Engine {
+            store,
+            providers,
+            apps: apps.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            settings,
+            message_locks: StripedLocks::new(1024),
+            request_locks: StripedLocks::new(256),
+            in_flight: InFlight::new(),
+            events_in_flight: InFlight::new(),
+            provider_wakers,
+            event_waker: Notify::new(),
+            expiry_waker: Notify::new(),
+        });
+        let ingress: Arc<dyn crate::provider::ReceiptSink> = engine.clone();
+        let context = ProviderContext {
+            receipts: Arc::downgrade(&ingress),
+        };
+        for provider in engine.providers.values() {
+            provider.start(context.clone());
+        }
+        engine
+    }
+
+    /// The store behind the engine.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The app's settings.
+    pub fn app(&self, id: &str) -> Option<&AppSettings> {
+        self.apps.get(id)
+    }
+
+    /// A configured provider by name.
+    pub fn provider(&self, name: &str) -> Result<&Arc<dyn Provider>, EngineError> {
+        self.providers
+            .get(name)
+            .ok_or_else(|| EngineError::UnknownProvider(name.to_string()))
+    }
+
+    /// Every configured provider.
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.providers.values()
+    }
+
+    /// Deliveries currently being sent.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Applies `ops` atomically, then wakes the workers that have new work: the providers
+    /// whose outbox got an entry, the TTL sweeper, the event sender.
+    pub(crate) async fn write(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
+        let mut wake: Vec<String> = Vec::new();
+        let (mut events, mut expiry) = (false, false);
+        for op in &ops {
+            match op {
+                WriteOp::Schedule { provider, .. } if !wake.contains(provider) => {
+                    wake.push(provider.clone())
+                }
+                WriteOp::PutEvent(_) => events = true,
+                WriteOp::ScheduleExpiry { .. } => expiry = true,
+                _ => {}
+            }
+        }
+        self.store.apply(ops).await?;
+        for provider in &wake {
+            self.wake_provider(provider);
+        }
+        if events {
+            self.event_waker.notify_one();
+        }
+        if expiry {
+            self.expiry_waker.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn wake_provider(&self, name: &str) {
+        if let Some(w) = self.provider_wakers.get(name) {
+            w.notify_one();
+        }
+    }
+
+    pub(crate) fn provider_waker(&self, name: &str) -> Option<Arc<Notify>> {
+        self.provider_wakers.get(name).cloned()
+    }
+}

@@ -1,0 +1,232 @@
+//! Applying provider receipts: verify (the adapter), map back to the delivery through the
+//! provider reference, deduplicate on the delivery's state, settle, tell the sender.
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::Engine;
+use crate::clock::now_ms;
+use crate::error::EngineError;
+use crate::metrics as m;
+use crate::model::{
+    DeliveryError, DeliveryRecord, DeliveryState, MessageId, MessageRecord, Receipt,
+    ReceiptStatus, Target,
+};
+use crate::provider::{ReceiptSink, CallbackRequest};
+use crate::store::WriteOp;
+
+/// What became of one receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// The delivery moved to `delivered` (or `failed`).
+    Applied,
+    /// The delivery was already final: a repeated receipt.
+    Duplicate,
+    /// No send with that reference is recorded yet; kept until it is.
+    Early,
+    /// The reference names a delivery to another device: refused.
+    Mismatch,
+}
+
+impl ReceiptOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Early => "early",
+            Self::Mismatch => "mismatch",
+        }
+    }
+}
+
+/// Counts of what a receipts callback did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReceiptReport {
+    pub applied: usize,
+    pub duplicates: usize,
+    pub early: usize,
+    pub rejected: usize,
+}
+
+impl Engine {
+    /// Applies verified receipts from `provider` (not yet flushed: see `receipts_callback`).
+    pub async fn apply_receipts(
+        &self,
+        provider: &str,
+        receipts: Vec<Receipt>,
+    ) -> Result<ReceiptReport, EngineError> {
+        let mut report = ReceiptReport::default();
+        for receipt in receipts {
+            let outcome = self.apply_receipt(provider, receipt).await?;
+            metrics::counter!(m::RECEIPTS_TOTAL, "provider" => provider.to_string(), "result" => outcome.label()).increment(1);
+            match outcome {
+                ReceiptOutcome::Applied => report.applied += 1,
+                ReceiptOutcome::Duplicate => report.duplicates += 1,
+                ReceiptOutcome::Early => report.early += 1,
+                ReceiptOutcome::Mismatch => report.rejected += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    async fn apply_receipt(
+        &self,
+        provider: &str,
+        receipt: Receipt,
+    ) -> Result<ReceiptOutcome, EngineError> {
+        let id = match self
+            .store
+            .delivery_by_reference(provider, &receipt.provider_ref)
+            .await?
+        {
+            Some(id) => id,
+            None => {
+                // Keep it, then look again: a send recorded meanwhile either sees the kept
+                // receipt or is seen here (it writes its reference before it looks).
+                self.store
+                    .apply(vec![WriteOp::PutEarlyReceipt {
+                        provider: provider.to_string(),
+                        receipt: receipt.clone(),
+                    }])
+                    .await?;
+                match self
+                    .store
+                    .delivery_by_reference(provider, &receipt.provider_ref)
+                    .await?
+                {
+                    Some(id) => id,
+                    None => return Ok(ReceiptOutcome::Early),
+                }
+            }
+        };
+        let _guard = self.message_locks.lock(&id.message).await;
+        let (Some(mut delivery), Some(message)) = (
+            self.store.delivery(id).await?,
+            self.store.message(id.message).await?,
+        ) else {
+            return Ok(ReceiptOutcome::Mismatch);
+        };
+        let mut ops = vec![WriteOp::DeleteEarlyReceipt {
+            provider: provider.to_string(),
+            reference: receipt.provider_ref.clone(),
+        }];
+        let outcome = if delivery.provider != provider || delivery.cid != receipt.cid {
+            tracing::warn!(provider, delivery = %id, "receipt names another device than the delivery; refused");
+            ReceiptOutcome::Mismatch
+        } else if delivery.state.is_final() {
+            ReceiptOutcome::Duplicate
+        } else {
+            let now = now_ms();
+            self.apply_receipt_status(&message, &mut delivery, &receipt.status, now, &mut ops)
+                .await?;
+            self.write(std::mem::take(&mut ops)).await?;
+            ReceiptOutcome::Applied
+        };
+        if !ops.is_empty() {
+            self.write(ops).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Settles a delivery per its receipt and, for the first device of a message that asked
+    /// for it, plans the receipt push to the sender.
+    pub(crate) async fn apply_receipt_status(
+        &self,
+        message: &MessageRecord,
+        delivery: &mut DeliveryRecord,
+        status: &ReceiptStatus,
+        now: u64,
+        ops: &mut Vec<WriteOp>,
+    ) -> Result<(), EngineError> {
+        match status {
+            ReceiptStatus::Failed { code, message: text } => {
+                delivery.error = Some(DeliveryError {
+                    code: code.clone(),
+                    message: text.clone(),
+                });
+                self.settle(message, delivery, DeliveryState::Failed, now, ops);
+                Ok(())
+            }
+            ReceiptStatus::Delivered => {
+                let first = self.store.deliveries(message.id).await?.iter().all(|d| {
+                    d.id == delivery.id || d.state != DeliveryState::Delivered
+                });
+                self.settle(message, delivery, DeliveryState::Delivered, now, ops);
+                metrics::histogram!(m::ACCEPT_TO_DELIVERED_SECONDS, "provider" => delivery.provider.clone())
+                    .record(now.saturating_sub(message.created_at) as f64 / 1000.0);
+                match (&message.from, first && message.notify_sender && !message.system) {
+                    (Some(from), true) => self.plan_sender_receipt(message, from, now, ops).await,
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Plans `{"type":"receipt","message_id","state":"delivered"}` to the sender's devices.
+    async fn plan_sender_receipt(
+        &self,
+        message: &MessageRecord,
+        from: &str,
+        now: u64,
+        ops: &mut Vec<WriteOp>,
+    ) -> Result<(), EngineError> {
+        let Some(app) = self.apps.get(&message.app) else {
+            return Ok(());
+        };
+        let target = Target::Alias(from.to_string());
+        let devices = match self.resolve(app, &target, None).await {
+            Ok(devices) => devices,
+            Err(EngineError::UnknownAlias(_)) => {
+                tracing::debug!(message = %message.id, "sender has no device; no receipt push");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let record = MessageRecord {
+            id: MessageId::generate(),
+            app: message.app.clone(),
+            from: None,
+            to: target,
+            payload: json!({"type": "receipt", "message_id": message.id, "state": "delivered"}),
+            created_at: now,
+            expires_at: now.saturating_add(self.settings.default_ttl.as_millis() as u64),
+            notify_sender: false,
+            request_id: None,
+            delivery_count: devices.len() as u16,
+            system: true,
+        };
+        ops.extend(self.plan_message(record, &devices, now));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReceiptSink for Engine {
+    async fn receipts_callback(
+        &self,
+        provider: &str,
+        request: CallbackRequest,
+    ) -> Result<ReceiptReport, EngineError> {
+        let adapter = self.provider(provider)?.clone();
+        let parsed = adapter.parse_receipts(&request)?;
+        for rejected in &parsed.rejected {
+            metrics::counter!(m::CALLBACKS_REJECTED_TOTAL, "provider" => provider.to_string(), "kind" => "receipt").increment(1);
+            tracing::warn!(provider, line = rejected.line, reason = %rejected.reason, "receipt rejected");
+        }
+        let mut report = self.apply_receipts(provider, parsed.receipts).await?;
+        report.rejected += parsed.rejected.len();
+        self.store.commit().await?;
+        Ok(report)
+    }
+
+    async fn apply_verified(
+        &self,
+        provider: &str,
+        receipts: Vec<Receipt>,
+    ) -> Result<ReceiptReport, EngineError> {
+        self.provider(provider)?;
+        let report = self.apply_receipts(provider, receipts).await?;
+        self.store.commit().await?;
+        Ok(report)
+    }
+}

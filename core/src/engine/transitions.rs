@@ -1,0 +1,265 @@
+//! Delivery state changes driven by the dispatcher and the TTL sweeper. Every change of a
+//! message's deliveries happens under that message's stripe lock, on a fresh read.
+
+use std::time::{Duration, Instant};
+
+use super::events::delivery_event_data;
+use super::Engine;
+use crate::clock::now_ms;
+use crate::error::EngineError;
+use crate::metrics as m;
+use crate::model::{
+    DeliveryError, DeliveryId, DeliveryRecord, DeliveryState, EventKind, MessageId, MessageRecord,
+};
+use crate::provider::{OutboundDelivery, ProviderError, Retry, Sent};
+use crate::store::WriteOp;
+
+/// How long an in-flight delivery holds back its message's expiry sweep.
+const EXPIRY_RECHECK: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// Sends one delivery through its provider: claim (state `sending`), call the provider
+    /// under its timeout, record the outcome. The caller has marked it in flight.
+    pub async fn deliver(&self, id: DeliveryId) -> Result<(), EngineError> {
+        let Some(outbound) = self.begin_send(id).await? else {
+            return Ok(());
+        };
+        let provider_name = outbound.1.provider.clone();
+        let provider = self.provider(&provider_name)?.clone();
+        let timeout = provider.limits().send_timeout;
+        let started = Instant::now();
+        let result = match tokio::time::timeout(timeout, provider.send(&outbound.0)).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::transient(
+                "timeout",
+                format!("no answer within {} ms", timeout.as_millis()),
+            )),
+        };
+        metrics::histogram!(m::PROVIDER_SEND_SECONDS, "provider" => provider_name.clone())
+            .record(started.elapsed().as_secs_f64());
+        self.finish_send(id, result).await
+    }
+
+    /// Moves a due delivery to `sending` and builds what the provider gets; `None` if it
+    /// needs no send (already final, or expired now).
+    async fn begin_send(
+        &self,
+        id: DeliveryId,
+    ) -> Result<Option<(OutboundDelivery, DeliveryRecord)>, EngineError> {
+        let _guard = self.message_locks.lock(&id.message).await;
+        let now = now_ms();
+        let Some(mut delivery) = self.store.delivery(id).await? else {
+            tracing::warn!(delivery = %id, "outbox entry without a delivery record; dropping it");
+            return Ok(None);
+        };
+        let Some(message) = self.store.message(id.message).await? else {
+            tracing::warn!(delivery = %id, "delivery without a message record; dropping it");
+            let mut ops = Vec::new();
+            unschedule(&mut delivery, &mut ops);
+            self.write(ops).await?;
+            return Ok(None);
+        };
+        let mut ops = Vec::new();
+        if delivery.state.is_final() {
+            unschedule(&mut delivery, &mut ops);
+            ops.push(WriteOp::PutDelivery(delivery));
+            self.write(ops).await?;
+            return Ok(None);
+        }
+        if now >= message.expires_at {
+            self.settle(&message, &mut delivery, DeliveryState::Expired, now, &mut ops);
+            self.write(ops).await?;
+            return Ok(None);
+        }
+        delivery.transition(DeliveryState::Sending, now);
+        delivery.attempts += 1;
+        ops.push(WriteOp::PutDelivery(delivery.clone()));
+        self.write(ops).await?;
+        let outbound = OutboundDelivery {
+            delivery_id: id,
+            message_id: message.id,
+            app: message.app.clone(),
+            cid: delivery.cid.clone(),
+            from: message.from.clone(),
+            payload: std::sync::Arc::new(message.payload),
+            ttl: Duration::from_millis(message.expires_at - now),
+            attempt: delivery.attempts,
+            idempotency_key: id.to_string(),
+        };
+        Ok(Some((outbound, delivery)))
+    }
+
+    /// Records a provider's answer: `sent`, another attempt later, or a final state.
+    async fn finish_send(
+        &self,
+        id: DeliveryId,
+        result: Result<Sent, ProviderError>,
+    ) -> Result<(), EngineError> {
+        let _guard = self.message_locks.lock(&id.message).await;
+        let now = now_ms();
+        let (Some(mut delivery), Some(message)) = (
+            self.store.delivery(id).await?,
+            self.store.message(id.message).await?,
+        ) else {
+            return Ok(());
+        };
+        let mut ops = Vec::new();
+        let provider = delivery.provider.clone();
+        match result {
+            Ok(sent) => {
+                ops.push(WriteOp::PutReference {
+                    provider: provider.clone(),
+                    reference: sent.provider_ref.clone(),
+                    id,
+                });
+                unschedule(&mut delivery, &mut ops);
+                if delivery.state.is_final() {
+                    // A receipt (or the TTL) got there first.
+                    ops.push(WriteOp::PutDelivery(delivery));
+                    self.write(ops).await?;
+                    return Ok(());
+                }
+                delivery.transition(DeliveryState::Sent, now);
+                delivery.provider_ref = Some(sent.provider_ref.clone());
+                delivery.error = None;
+                metrics::counter!(m::DELIVERIES_TOTAL, "provider" => provider.clone(), "outcome" => "sent").increment(1);
+                ops.push(WriteOp::PutDelivery(delivery.clone()));
+                self.write(ops).await?;
+                // Only now look for a receipt that came before the reference was written
+                // (the receipt path writes first and looks after, so one of us sees the other).
+                return self
+                    .apply_early_receipt(&message, &mut delivery, &sent.provider_ref, now)
+                    .await;
+            }
+            Err(error) if delivery.state.is_final() => {
+                tracing::debug!(delivery = %id, %error, "send failed after the delivery was settled");
+                unschedule(&mut delivery, &mut ops);
+                ops.push(WriteOp::PutDelivery(delivery));
+            }
+            Err(error) => {
+                delivery.error = Some(DeliveryError {
+                    code: error.code.clone(),
+                    message: error.message.clone(),
+                });
+                match error.retry {
+                    Retry::Transient { after } if self.settings.retry.may_retry(delivery.attempts) => {
+                        let delay = self.settings.retry.delay(delivery.attempts, after);
+                        let due = now.saturating_add(delay.as_millis() as u64);
+                        if due >= message.expires_at {
+                            self.settle(&message, &mut delivery, DeliveryState::Expired, now, &mut ops);
+                        } else {
+                            unschedule(&mut delivery, &mut ops);
+                            delivery.transition(DeliveryState::RetryWait, now);
+                            delivery.next_attempt_at = Some(due);
+                            ops.push(WriteOp::Schedule {
+                                provider: provider.clone(),
+                                due,
+                                id,
+                            });
+                            ops.push(WriteOp::PutDelivery(delivery));
+                            metrics::counter!(m::RETRIES_TOTAL, "provider" => provider.clone()).increment(1);
+                            metrics::counter!(m::DELIVERIES_TOTAL, "provider" => provider.clone(), "outcome" => "retry").increment(1);
+                            tracing::debug!(delivery = %id, %error, delay_ms = delay.as_millis() as u64, "transient send failure; will retry");
+                        }
+                    }
+                    _ => {
+                        tracing::info!(delivery = %id, provider = %provider, %error, "delivery failed");
+                        self.settle(&message, &mut delivery, DeliveryState::Failed, now, &mut ops);
+                    }
+                }
+            }
+        }
+        self.write(ops).await?;
+        Ok(())
+    }
+
+    async fn apply_early_receipt(
+        &self,
+        message: &MessageRecord,
+        delivery: &mut DeliveryRecord,
+        reference: &str,
+        now: u64,
+    ) -> Result<(), EngineError> {
+        let provider = delivery.provider.clone();
+        let Some(early) = self.store.early_receipt(&provider, reference).await? else {
+            return Ok(());
+        };
+        let mut ops = vec![WriteOp::DeleteEarlyReceipt {
+            provider: provider.clone(),
+            reference: reference.to_string(),
+        }];
+        if early.cid == delivery.cid {
+            self.apply_receipt_status(message, delivery, &early.status, now, &mut ops)
+                .await?;
+            metrics::counter!(m::RECEIPTS_TOTAL, "provider" => provider, "result" => "applied").increment(1);
+        }
+        self.write(ops).await?;
+        Ok(())
+    }
+
+    /// Moves a delivery to a final state (`failed`, `expired`, `delivered`), takes it out of
+    /// the outbox, queues its webhook event and pushes the delivery record.
+    pub(crate) fn settle(
+        &self,
+        message: &MessageRecord,
+        delivery: &mut DeliveryRecord,
+        state: DeliveryState,
+        now: u64,
+        ops: &mut Vec<WriteOp>,
+    ) {
+        if !delivery.transition(state, now) {
+            return;
+        }
+        unschedule(delivery, ops);
+        let (kind, outcome) = match state {
+            DeliveryState::Delivered => (EventKind::MessageDelivered, "delivered"),
+            DeliveryState::Expired => (EventKind::MessageExpired, "expired"),
+            _ => (EventKind::MessageFailed, "failed"),
+        };
+        metrics::counter!(m::DELIVERIES_TOTAL, "provider" => delivery.provider.clone(), "outcome" => outcome).increment(1);
+        if let Some(op) = self.event_op(message, kind, delivery_event_data(message, delivery), now) {
+            ops.push(op);
+        }
+        ops.push(WriteOp::PutDelivery(delivery.clone()));
+    }
+
+    /// Expires every unfinished delivery of a message whose TTL has passed. A delivery in
+    /// flight keeps the index entry (rechecked shortly) until its send returns.
+    pub async fn expire_message(&self, at: u64, id: MessageId) -> Result<(), EngineError> {
+        let _guard = self.message_locks.lock(&id).await;
+        let now = now_ms();
+        let mut ops = vec![WriteOp::UnscheduleExpiry { at, message: id }];
+        if let Some(message) = self.store.message(id).await? {
+            let mut busy = false;
+            for mut delivery in self.store.deliveries(id).await? {
+                if delivery.state.is_final() {
+                    continue;
+                }
+                if self.in_flight.contains(&delivery.id) {
+                    busy = true;
+                    continue;
+                }
+                self.settle(&message, &mut delivery, DeliveryState::Expired, now, &mut ops);
+            }
+            if busy {
+                ops.push(WriteOp::ScheduleExpiry {
+                    at: now + EXPIRY_RECHECK.as_millis() as u64,
+                    message: id,
+                });
+            }
+        }
+        self.write(ops).await?;
+        Ok(())
+    }
+}
+
+/// Takes the delivery's outbox entry out, if it has one.
+fn unschedule(delivery: &mut DeliveryRecord, ops: &mut Vec<WriteOp>) {
+    if let Some(due) = delivery.next_attempt_at.take() {
+        ops.push(WriteOp::Unschedule {
+            provider: delivery.provider.clone(),
+            due,
+            id: delivery.id,
+        });
+    }
+}

@@ -1,0 +1,162 @@
+//! The webhook event outbox worker: sends due events through an [`EventTransport`],
+//! deletes them on success, reschedules with backoff on failure, drops them (counted and
+//! logged) after the last attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::backoff::RetryPolicy;
+use crate::clock::now_ms;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::metrics as m;
+use crate::model::EventRecord;
+use crate::store::WriteOp;
+
+/// Why an event could not be delivered this time.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EventFailure {
+    pub message: String,
+    /// The app server's Retry-After, if any.
+    pub retry_after: Option<Duration>,
+    /// No point retrying (the app has no webhook any more).
+    pub permanent: bool,
+}
+
+/// Delivers one event to its app's server (the gateway implements it over HTTP).
+#[async_trait]
+pub trait EventTransport: Send + Sync {
+    async fn deliver(&self, event: &EventRecord) -> Result<(), EventFailure>;
+}
+
+/// How events are sent.
+#[derive(Clone, Copy, Debug)]
+pub struct EventSettings {
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            concurrency: 16,
+            retry: RetryPolicy {
+                base: Duration::from_secs(1),
+                max_delay: Duration::from_secs(600),
+                max_attempts: 15,
+            },
+        }
+    }
+}
+
+impl Engine {
+    /// Records the result of one event delivery.
+    async fn finish_event(
+        &self,
+        mut event: EventRecord,
+        result: Result<(), EventFailure>,
+        retry: &RetryPolicy,
+    ) -> Result<(), EngineError> {
+        let mut ops = vec![WriteOp::DeleteEvent {
+            due: event.next_attempt_at,
+            id: event.id,
+        }];
+        event.attempts += 1;
+        match result {
+            Ok(()) => {
+                metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "outcome" => "ok").increment(1);
+            }
+            Err(failure) if failure.permanent || !retry.may_retry(event.attempts) => {
+                metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "outcome" => "dropped").increment(1);
+                metrics::counter!(m::WEBHOOKS_DROPPED_TOTAL, "app" => event.app.clone()).increment(1);
+                tracing::warn!(app = %event.app, event = %event.id, kind = event.kind.as_str(), attempts = event.attempts, error = %failure, "webhook event dropped after its last attempt");
+            }
+            Err(failure) => {
+                metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "outcome" => "retry").increment(1);
+                let delay = retry.delay(event.attempts, failure.retry_after);
+                tracing::debug!(app = %event.app, event = %event.id, error = %failure, delay_ms = delay.as_millis() as u64, "webhook failed; will retry");
+                event.next_attempt_at = now_ms().saturating_add(delay.as_millis() as u64);
+                ops.push(WriteOp::PutEvent(event));
+            }
+        }
+        self.store.apply(ops).await?;
+        Ok(())
+    }
+}
+
+/// Runs the event worker until `shutdown` turns true, then waits for sends in flight.
+pub async fn run_events(
+    engine: Arc<Engine>,
+    transport: Arc<dyn EventTransport>,
+    settings: EventSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    let store = engine.store().clone();
+    while !*shutdown.borrow() {
+        while tasks.try_join_next().is_some() {}
+        let free = permits.available_permits();
+        let now = now_ms();
+        let due = if free == 0 {
+            Ok(Vec::new())
+        } else {
+            let engine = engine.clone();
+            store
+                .due_events(now, free, &move |id| engine.events_in_flight.contains(&id))
+                .await
+        };
+        let due = match due {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "event outbox scan failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if due.is_empty() {
+            let next = if free == 0 {
+                None
+            } else {
+                store.next_event_due().await.ok().flatten()
+            };
+            let wait = match next {
+                Some(t) if t > now => Duration::from_millis(t - now).min(Duration::from_secs(1)),
+                _ => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = engine.event_waker.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for event in due {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            if !engine.events_in_flight.insert(event.id) {
+                continue;
+            }
+            let engine = engine.clone();
+            let transport = transport.clone();
+            let retry = settings.retry;
+            tasks.spawn(async move {
+                let id = event.id;
+                let result = transport.deliver(&event).await;
+                if let Err(e) = engine.finish_event(event, result, &retry).await {
+                    tracing::error!(event = %id, error = %e, "recording a webhook result failed");
+                }
+                engine.events_in_flight.remove(&id);
+                drop(permit);
+                engine.event_waker.notify_one();
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}

@@ -1,0 +1,21 @@
+//! pushgate-core: the domain types, the `Provider` / `IdentityStore` / `ReceiptSink`
+//! traits, the routing engine, the dispatcher and the sled store of pushgate.
+//!
+//! Core never names an adapter: adapters implement [`provider::Provider`] and the gateway
+//! (the `pushgate` crate) wires them in.
+
+pub mod backoff;
+pub mod clock;
+pub mod dispatcher;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod locks;
+pub mod metrics;
+pub mod model;
+pub mod provider;
+pub mod store;
+pub mod validate;
+
+pub use engine::{AppSettings, Engine, EngineSettings};
+pub use error::{EngineError, ErrorClass, StoreError};

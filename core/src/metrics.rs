@@ -1,0 +1,40 @@
+//! Every metric name pushgate emits, in one place, with its help text.
+//!
+//! Prefix `pushgate_`; counters end in `_total`; durations are `_seconds` histograms.
+//! Labels are low-cardinality (`app`, `provider`, `outcome`, `state`, `route`, `code`,
+//! `result`, `kind`): never an alias, a cid or a message id.
+
+pub const HTTP_REQUESTS_TOTAL: &str = "pushgate_http_requests_total";
+pub const HTTP_REQUEST_SECONDS: &str = "pushgate_http_request_duration_seconds";
+pub const MESSAGES_ACCEPTED_TOTAL: &str = "pushgate_messages_accepted_total";
+pub const DELIVERIES_TOTAL: &str = "pushgate_deliveries_total";
+pub const PROVIDER_SEND_SECONDS: &str = "pushgate_provider_send_duration_seconds";
+pub const RECEIPTS_TOTAL: &str = "pushgate_receipts_total";
+pub const ACCEPT_TO_DELIVERED_SECONDS: &str = "pushgate_accept_to_delivered_seconds";
+pub const OUTBOX_DEPTH: &str = "pushgate_outbox_depth";
+pub const RETRIES_TOTAL: &str = "pushgate_retries_total";
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "pushgate_webhook_deliveries_total";
+pub const WEBHOOKS_DROPPED_TOTAL: &str = "pushgate_webhooks_dropped_total";
+pub const CALLBACKS_REJECTED_TOTAL: &str = "pushgate_callbacks_rejected_total";
+pub const STORE_FLUSH_SECONDS: &str = "pushgate_store_flush_duration_seconds";
+pub const STORE_FLUSHES_TOTAL: &str = "pushgate_store_flushes_total";
+pub const ALIAS_BINDINGS_TOTAL: &str = "pushgate_alias_bindings_total";
+
+/// `(name, help)` for every metric, for the exporter's HELP lines.
+pub const DESCRIPTIONS: &[(&str, &str)] = &[
+    (HTTP_REQUESTS_TOTAL, "HTTP requests answered, by route and status code."),
+    (HTTP_REQUEST_SECONDS, "HTTP request latency in seconds, by route."),
+    (MESSAGES_ACCEPTED_TOTAL, "Messages accepted (202) by app."),
+    (DELIVERIES_TOTAL, "Delivery outcomes by provider and outcome (sent, delivered, retry, failed, expired)."),
+    (PROVIDER_SEND_SECONDS, "Latency of provider send calls in seconds, by provider."),
+    (RECEIPTS_TOTAL, "Provider receipts by provider and result (applied, duplicate, orphaned, rejected)."),
+    (ACCEPT_TO_DELIVERED_SECONDS, "Time from accepting a message to its delivery receipt, in seconds, by provider."),
+    (OUTBOX_DEPTH, "Deliveries waiting in the durable outbox, by provider."),
+    (RETRIES_TOTAL, "Deliveries scheduled for another attempt after a transient failure, by provider."),
+    (WEBHOOK_DELIVERIES_TOTAL, "Webhook event delivery attempts by outcome (ok, retry, dropped)."),
+    (WEBHOOKS_DROPPED_TOTAL, "Webhook events given up after the last attempt, by app."),
+    (CALLBACKS_REJECTED_TOTAL, "Provider callback items rejected (bad signature, foreign app, malformed), by provider and kind."),
+    (STORE_FLUSH_SECONDS, "Duration of group-commit flushes to disk, in seconds."),
+    (STORE_FLUSHES_TOTAL, "Group-commit flushes to disk."),
+    (ALIAS_BINDINGS_TOTAL, "Alias binding changes by result (bound, moved, unbound)."),
+];

@@ -1,0 +1,221 @@
+//! The `Provider` trait: what a push provider adapter (built-in or plugin) implements.
+//!
+//! Only [`Provider::name`] and [`Provider::send`] are required; every other hook has a
+//! documented default, so a minimal adapter is a dozen lines.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::{DeliveryId, MessageId, Receipt};
+
+/// One delivery handed to a provider.
+#[derive(Clone, Debug)]
+pub struct OutboundDelivery {
+    pub delivery_id: DeliveryId,
+    pub message_id: MessageId,
+    pub app: String,
+    pub cid: String,
+    pub from: Option<String>,
+    pub payload: Arc<serde_json::Value>,
+    /// Time left before the message expires; providers pass it on as their own TTL.
+    pub ttl: Duration,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Stable across retries of this delivery: providers use it as their request id so a
+    /// retried send is deduplicated on their side (at most 32 characters).
+    pub idempotency_key: String,
+}
+
+/// A successful hand-off to the provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The provider's reference (Getui: the taskid), echoed in its receipts.
+    pub provider_ref: String,
+}
+
+/// Whether a failed send may be tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Timeouts, 5xx, rate limits: retry with backoff, no sooner than `after` if given.
+    Transient { after: Option<Duration> },
+    /// Unknown device, bad request: fail the delivery now.
+    Permanent,
+}
+
+/// A failed provider call that carries its own retry decision (as pingora's errors do).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ProviderError {
+    pub retry: Retry,
+    /// Short machine-readable code, e.g. the provider's own error code.
+    pub code: String,
+    /// Human sentence; must never contain credentials.
+    pub message: String,
+}
+
+impl ProviderError {
+    /// A transient failure with no retry hint.
+    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError {
+            retry: Retry::Transient { after: None },
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A permanent failure.
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError {
+            retry: Retry::Permanent,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error, asking for a retry no sooner than `after`.
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry = Retry::Transient { after: Some(after) };
+        self
+    }
+
+    /// Whether the delivery may be retried.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.retry, Retry::Transient { .. })
+    }
+}
+
+/// How hard the dispatcher may drive a provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProviderLimits {
+    /// Sends in flight at once.
+    pub concurrency: usize,
+    /// Sends started per second, if capped.
+    pub qps: Option<u32>,
+    /// Longest a single send may take before it counts as a transient timeout.
+    pub send_timeout: Duration,
+}
+
+impl Default for ProviderLimits {
+    fn default() -> Self {
+        ProviderLimits {
+            concurrency: 64,
+            qps: None,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An HTTP callback from a provider, as the gateway received it.
+#[derive(Clone, Debug, Default)]
+pub struct CallbackRequest {
+    /// Header names in lower case.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// A callback line or item that failed parsing or verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedItem {
+    /// 1-based line (or item) number within the callback body.
+    pub line: usize,
+    /// Why; safe to log (no secrets, no signatures).
+    pub reason: String,
+}
+
+/// The verified receipts in a callback, and the items that were refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParsedReceipts {
+    pub receipts: Vec<Receipt>,
+    pub rejected: Vec<RejectedItem>,
+}
+
+/// A callback the provider cannot take at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    #[error("this provider does not accept {0} callbacks")]
+    NotSupported(&'static str),
+    #[error("malformed callback: {0}")]
+    Malformed(String),
+}
+
+/// Where verified receipts go: the engine implements it. Providers that produce receipts
+/// themselves (the mock) feed them through the same path as an HTTP callback
+/// (parse, verify, apply, flush). The mock provider uses it for its simulated devices.
+#[async_trait]
+pub trait ReceiptSink: Send + Sync {
+    /// Handles a receipts callback body for `provider`, exactly as
+    /// `POST /v1/callbacks/{provider}/receipts` does.
+    async fn receipts_callback(
+        &self,
+        provider: &str,
+        request: CallbackRequest,
+    ) -> Result<crate::engine::ReceiptReport, crate::error::EngineError>;
+
+    /// Applies receipts that `provider`'s adapter already parsed and verified; returns once
+    /// their effects are on disk.
+    async fn apply_verified(
+        &self,
+        provider: &str,
+        receipts: Vec<Receipt>,
+    ) -> Result<crate::engine::ReceiptReport, crate::error::EngineError>;
+}
+
+/// What a provider gets when the gateway starts it.
+#[derive(Clone)]
+pub struct ProviderContext {
+    /// The gateway's callback path; weak because the engine owns the providers.
+    pub receipts: Weak<dyn ReceiptSink>,
+}
+
+/// A push provider. Implemented by each adapter crate and by the plugin host.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The configured provider name (as in `[[providers]] name`).
+    fn name(&self) -> &str;
+
+    /// Hands one delivery to the provider.
+    async fn send(&self, delivery: &OutboundDelivery) -> Result<Sent, ProviderError>;
+
+    /// Concurrency, rate and timeout limits for this provider. Default: 64 in flight,
+    /// no rate cap, 10 s timeout.
+    fn limits(&self) -> ProviderLimits {
+        ProviderLimits::default()
+    }
+
+    /// Called once when the gateway is assembled. Default: nothing.
+    fn start(&self, _context: ProviderContext) {}
+
+    /// Parses and verifies a receipts callback. Default: receipts are not supported.
+    fn parse_receipts(&self, _request: &CallbackRequest) -> Result<ParsedReceipts, CallbackError> {
+        Err(CallbackError::NotSupported("receipt"))
+    }
+
+    /// Resolves an alias the provider keeps itself (bound on the device) to client ids.
+    /// Called only when pushgate has no local device for the alias. Default: none.
+    async fn resolve_alias(&self, _app: &str, _alias: &str) -> Result<Vec<String>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    /// Mirrors a bind made through pushgate to the provider. Default: nothing.
+    async fn alias_bound(&self, _app: &str, _alias: &str, _cid: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    /// Mirrors an unbind made through pushgate to the provider. Default: nothing.
+    async fn alias_unbound(
+        &self,
+        _app: &str,
+        _alias: &str,
+        _cid: &str,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    /// The adapter as `Any`, so the gateway can reach adapter-specific extras
+    /// (e.g. the mock's device inboxes).
+    fn as_any(&self) -> &dyn Any;
+}

@@ -1,0 +1,190 @@
+//! Group commit: many writers share one flush instead of each paying an fsync.
+//!
+//! A writer makes its changes, then awaits [`GroupCommit::commit`]. At most one flush runs
+//! at a time; every commit that arrives while it runs is covered by the next one, started
+//! by the first waiter that sees the flusher idle. A commit returns only after a flush that
+//! started after the commit was called has succeeded, so every write made before `commit`
+//! is durable when it returns. Each flush runs in its own task, so a cancelled waiter never
+//! leaves a flush half done, and no task outlives the store between flushes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::error::StoreError;
+use crate::metrics as m;
+
+/// A boxed flush operation of the backend.
+pub type FlushFn =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>> + Send + Sync>;
+
+#[derive(Debug)]
+struct State {
+    /// The epoch the next flush will cover.
+    next_epoch: u64,
+    /// Highest epoch whose flush succeeded.
+    durable: u64,
+    /// Highest epoch whose flush finished, well or not.
+    attempted: u64,
+    flushing: bool,
+    last_error: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Bumped after every flush, to wake waiters.
+    done: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The group-commit coordinator.
+pub struct GroupCommit {
+    shared: Arc<Shared>,
+    flush: Arc<FlushFn>,
+    window: Duration,
+}
+
+impl GroupCommit {
+    /// `window` is an optional pause before each flush to gather more writers
+    /// (zero: flush as soon as asked; writers arriving meanwhile still share the next one).
+    pub fn start(flush: FlushFn, window: Duration) -> Self {
+        let (done, _) = watch::channel(0);
+        GroupCommit {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    next_epoch: 1,
+                    durable: 0,
+                    attempted: 0,
+                    flushing: false,
+                    last_error: None,
+                }),
+                done,
+            }),
+            flush: Arc::new(flush),
+            window,
+        }
+    }
+
+    /// Waits until every write made before this call is flushed to disk.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let mut rx = self.shared.done.subscribe();
+        let target = self.shared.lock().next_epoch;
+        loop {
+            {
+                let mut s = self.shared.lock();
+                if s.durable >= target {
+                    return Ok(());
+                }
+                if s.attempted >= target {
+                    return Err(StoreError::Backend(format!(
+                        "flush failed: {}",
+                        s.last_error.as_deref().unwrap_or("unknown error")
+                    )));
+                }
+                if !s.flushing {
+                    s.flushing = true;
+                    let epoch = s.next_epoch;
+                    s.next_epoch += 1;
+                    self.spawn_flush(epoch);
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(StoreError::Backend("the store was closed".into()));
+            }
+        }
+    }
+
+    fn spawn_flush(&self, epoch: u64) {
+        let shared = self.shared.clone();
+        let flush = self.flush.clone();
+        let window = self.window;
+        tokio::spawn(async move {
+            if !window.is_zero() {
+                tokio::time::sleep(window).await;
+            }
+            let started = Instant::now();
+            let result = flush().await;
+            metrics::histogram!(m::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::counter!(m::STORE_FLUSHES_TOTAL).increment(1);
+            {
+                let mut s = shared.lock();
+                s.attempted = epoch;
+                s.flushing = false;
+                match &result {
+                    Ok(()) => {
+                        s.durable = epoch;
+                        s.last_error = None;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "store flush failed");
+                        s.last_error = Some(e.to_string());
+                    }
+                }
+            }
+            shared.done.send_modify(|n| *n += 1);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_commits_share_flushes() {
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let counter = flushes.clone();
+        let gc = Arc::new(GroupCommit::start(
+            Box::new(move || {
+                let counter = counter.clone();
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+            }),
+            Duration::ZERO,
+        ));
+        let mut tasks = Vec::new();
+        for _ in 0..200 {
+            let gc = gc.clone();
+            tasks.push(tokio::spawn(async move { gc.commit().await }));
+        }
+        for t in tasks {
+            t.await.expect("task").expect("commit");
+        }
+        let n = flushes.load(Ordering::SeqCst);
+        assert!(n >= 1 && n < 200, "200 commits took {n} flushes");
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_fails_its_waiters_and_a_later_one_succeeds() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let gc = GroupCommit::start(
+            Box::new(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async move {
+                    if n == 0 {
+                        Err(StoreError::Backend("disk full".into()))
+                    } else {
+                        Ok(())
+                    }
+                })
+            }),
+            Duration::ZERO,
+        );
+        let err = gc.commit().await.expect_err("first flush fails");
+        assert!(err.to_string().contains("disk full"));
+        gc.commit().await.expect("second flush succeeds");
+    }
+}

@@ -1,0 +1,156 @@
+//! Key layout of the single sled tree. One tree keeps every multi-record write atomic
+//! (`apply_batch`); a one-byte prefix separates the record kinds.
+//!
+//! | prefix | key                                   | value                     |
+//! |--------|---------------------------------------|---------------------------|
+//! | `A`    | app 0 alias                           | AliasRecord (JSON)        |
+//! | `D`    | app 0 provider 0 cid                  | alias (UTF-8)             |
+//! | `M`    | message id (16)                       | MessageRecord (JSON)      |
+//! | `V`    | message id (16) index (2)             | DeliveryRecord (JSON)     |
+//! | `O`    | provider 0 due ms (8) delivery id (18)| empty: the outbox         |
+//! | `R`    | provider 0 provider reference         | delivery id (18)          |
+//! | `I`    | app 0 request id                      | IdempotencyEntry (JSON)   |
+//! | `X`    | expires ms (8) message id (16)        | empty: TTL index          |
+//! | `E`    | due ms (8) event id (16)              | EventRecord (JSON)        |
+//! | `P`    | provider 0 provider reference         | Receipt (JSON): early one |
+//!
+//! Names never contain a 0 byte (validated), so the separator is unambiguous.
+
+use crate::model::{DeliveryId, DeviceRef, MessageId};
+
+pub const ALIAS: u8 = b'A';
+pub const DEVICE: u8 = b'D';
+pub const MESSAGE: u8 = b'M';
+pub const DELIVERY: u8 = b'V';
+pub const OUTBOX: u8 = b'O';
+pub const REFERENCE: u8 = b'R';
+pub const IDEMPOTENCY: u8 = b'I';
+pub const EXPIRY: u8 = b'X';
+pub const EVENT: u8 = b'E';
+pub const EARLY_RECEIPT: u8 = b'P';
+
+fn join(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
+    let mut key = Vec::with_capacity(len);
+    key.push(prefix);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+pub fn alias(app: &str, alias: &str) -> Vec<u8> {
+    join(ALIAS, &[app.as_bytes(), alias.as_bytes()])
+}
+
+pub fn device(app: &str, device: &DeviceRef) -> Vec<u8> {
+    join(
+        DEVICE,
+        &[app.as_bytes(), device.provider.as_bytes(), device.cid.as_bytes()],
+    )
+}
+
+pub fn message(id: MessageId) -> Vec<u8> {
+    join(MESSAGE, &[&id.to_bytes()])
+}
+
+pub fn delivery(id: DeliveryId) -> Vec<u8> {
+    join(DELIVERY, &[&id.to_bytes()])
+}
+
+/// Prefix of every delivery of a message.
+pub fn deliveries_of(id: MessageId) -> Vec<u8> {
+    join(DELIVERY, &[&id.to_bytes()])
+}
+
+/// `O provider 0`: the start of a provider's outbox.
+pub fn outbox_prefix(provider: &str) -> Vec<u8> {
+    let mut k = join(OUTBOX, &[provider.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn outbox(provider: &str, due: u64, id: DeliveryId) -> Vec<u8> {
+    let mut k = outbox_prefix(provider);
+    k.extend_from_slice(&due.to_be_bytes());
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+/// The `(due, delivery id)` of an outbox key, given its provider prefix length.
+pub fn parse_outbox(key: &[u8], prefix_len: usize) -> Option<(u64, DeliveryId)> {
+    let rest = key.get(prefix_len..)?;
+    let due = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    Some((due, DeliveryId::from_bytes(rest.get(8..)?)?))
+}
+
+pub fn reference(provider: &str, reference: &str) -> Vec<u8> {
+    join(REFERENCE, &[provider.as_bytes(), reference.as_bytes()])
+}
+
+pub fn early_receipt(provider: &str, reference: &str) -> Vec<u8> {
+    join(EARLY_RECEIPT, &[provider.as_bytes(), reference.as_bytes()])
+}
+
+pub fn idempotency(app: &str, request_id: &str) -> Vec<u8> {
+    join(IDEMPOTENCY, &[app.as_bytes(), request_id.as_bytes()])
+}
+
+pub fn expiry(at: u64, id: MessageId) -> Vec<u8> {
+    let mut k = vec![EXPIRY];
+    k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+pub fn parse_expiry(key: &[u8]) -> Option<(u64, MessageId)> {
+    let at = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+    let id: [u8; 16] = key.get(9..25)?.try_into().ok()?;
+    Some((at, MessageId::from_bytes(id)))
+}
+
+pub fn event(due: u64, id: MessageId) -> Vec<u8> {
+    let mut k = vec![EVENT];
+    k.extend_from_slice(&due.to_be_bytes());
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+/// A key that sorts after every key `prefix ++ due(8) ++ …` with due <= `until`.
+pub fn time_bound(prefix: &[u8], until: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&until.saturating_add(1).to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_keys_sort_by_due_time_and_parse_back() {
+        let id = DeliveryId {
+            message: MessageId::generate(),
+            index: 3,
+        };
+        let early = outbox("mock", 5, id);
+        let late = outbox("mock", 1 << 40, id);
+        assert!(early < late);
+        let prefix = outbox_prefix("mock");
+        assert_eq!(parse_outbox(&late, prefix.len()), Some((1 << 40, id)));
+        assert!(late < time_bound(&prefix, 1 << 40));
+        assert!(late > time_bound(&prefix, (1 << 40) - 1));
+        // Another provider whose name extends this one's never falls in this range.
+        assert!(!outbox("mock2", 5, id).starts_with(&prefix));
+    }
+
+    #[test]
+    fn expiry_keys_parse_back() {
+        let id = MessageId::generate();
+        assert_eq!(parse_expiry(&expiry(77, id)), Some((77, id)));
+        assert_eq!(parse_expiry(b"X"), None);
+    }
+}

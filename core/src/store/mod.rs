@@ -1,0 +1,191 @@
+//! Core's storage traits and the sled backend.
+//!
+//! The engine talks only to [`Store`]; a backend on a distributed store implements the
+//! same traits. Multi-record changes go through [`DeliveryStore::apply`] as one atomic
+//! list of [`WriteOp`]s; durability is a separate, shared [`DeliveryStore::commit`].
+
+mod group_commit;
+pub mod keys;
+mod sled_store;
+
+pub use group_commit::{FlushFn, GroupCommit};
+pub use sled_store::{SledOptions, SledStore};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::model::{
+    AliasRecord, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId, MessageRecord,
+    Receipt,
+};
+
+/// The result of binding a device to an alias.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindOutcome {
+    /// The alias with its devices after the bind.
+    pub record: AliasRecord,
+    /// The alias the device was bound to before, if it moved.
+    pub moved_from: Option<String>,
+    /// False if the device was already bound to this alias (nothing changed).
+    pub changed: bool,
+}
+
+/// Why a bind was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BindError {
+    #[error("alias already has {max} devices")]
+    Full { max: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Alias ↔ device bindings of each app. A device belongs to at most one alias per app.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// Binds `device` to `alias`, moving it from any other alias of the app.
+    async fn bind_device(
+        &self,
+        app: &str,
+        alias: &str,
+        device: &DeviceRef,
+        max_devices: usize,
+        now: u64,
+    ) -> Result<BindOutcome, BindError>;
+
+    /// Unbinds one device from an alias; false if it was not bound there.
+    async fn unbind_device(
+        &self,
+        app: &str,
+        alias: &str,
+        device: &DeviceRef,
+    ) -> Result<bool, StoreError>;
+
+    /// Unbinds every device of an alias; returns what was bound, if anything.
+    async fn unbind_alias(&self, app: &str, alias: &str)
+        -> Result<Option<AliasRecord>, StoreError>;
+
+    /// The alias and its devices.
+    async fn alias(&self, app: &str, alias: &str) -> Result<Option<AliasRecord>, StoreError>;
+
+    /// The alias a device is bound to.
+    async fn device_alias(&self, app: &str, device: &DeviceRef)
+        -> Result<Option<String>, StoreError>;
+}
+
+/// What an idempotency key maps to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyEntry {
+    pub message_id: MessageId,
+    /// Hex digest of the request that created it; a different request with the same key
+    /// is a conflict.
+    pub fingerprint: String,
+    pub deliveries: u16,
+}
+
+/// One change within an atomic [`DeliveryStore::apply`].
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    PutMessage(MessageRecord),
+    PutDelivery(DeliveryRecord),
+    /// Puts the delivery in its provider's outbox, due at `due` (epoch ms).
+    Schedule {
+        provider: String,
+        due: u64,
+        id: DeliveryId,
+    },
+    /// Takes an outbox entry out (it must exist: the engine knows its `due`).
+    Unschedule {
+        provider: String,
+        due: u64,
+        id: DeliveryId,
+    },
+    /// Maps a provider reference (e.g. a Getui taskid) to a delivery for receipts.
+    PutReference {
+        provider: String,
+        reference: String,
+        id: DeliveryId,
+    },
+    PutIdempotency {
+        app: String,
+        request_id: String,
+        entry: IdempotencyEntry,
+    },
+    /// Indexes a message for the TTL sweeper.
+    ScheduleExpiry { at: u64, message: MessageId },
+    UnscheduleExpiry { at: u64, message: MessageId },
+    /// Adds or replaces an event, keyed by its `next_attempt_at`.
+    PutEvent(EventRecord),
+    DeleteEvent { due: u64, id: MessageId },
+    /// Keeps a receipt that arrived before its send was recorded.
+    PutEarlyReceipt { provider: String, receipt: Receipt },
+    DeleteEarlyReceipt { provider: String, reference: String },
+}
+
+/// Messages, deliveries, the outbox, the TTL index and the webhook event outbox.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Applies every op atomically (all or none).
+    async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
+
+    /// Returns once every write made before the call is on disk (group commit).
+    async fn commit(&self) -> Result<(), StoreError>;
+
+    async fn message(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError>;
+    async fn deliveries(&self, id: MessageId) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
+    async fn idempotency(
+        &self,
+        app: &str,
+        request_id: &str,
+    ) -> Result<Option<IdempotencyEntry>, StoreError>;
+    async fn delivery_by_reference(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Option<DeliveryId>, StoreError>;
+    async fn early_receipt(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Option<Receipt>, StoreError>;
+
+    /// Up to `limit` deliveries of `provider` due at or before `now`, oldest first,
+    /// leaving out those `skip` names (in flight already).
+    async fn due_deliveries(
+        &self,
+        provider: &str,
+        now: u64,
+        limit: usize,
+        skip: &(dyn Fn(DeliveryId) -> bool + Send + Sync),
+    ) -> Result<Vec<DeliveryId>, StoreError>;
+
+    /// The earliest due time in `provider`'s outbox.
+    async fn next_due(&self, provider: &str) -> Result<Option<u64>, StoreError>;
+
+    /// How many deliveries wait in `provider`'s outbox.
+    fn outbox_depth(&self, provider: &str) -> u64;
+
+    /// Up to `limit` messages whose TTL index entry is due at or before `now`.
+    async fn due_expiries(&self, now: u64, limit: usize)
+        -> Result<Vec<(u64, MessageId)>, StoreError>;
+
+    /// The earliest TTL index entry.
+    async fn next_expiry(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Up to `limit` webhook events due at or before `now`, leaving out those `skip` names.
+    async fn due_events(
+        &self,
+        now: u64,
+        limit: usize,
+        skip: &(dyn Fn(MessageId) -> bool + Send + Sync),
+    ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// The earliest due time in the event outbox.
+    async fn next_event_due(&self) -> Result<Option<u64>, StoreError>;
+}
+
+/// A complete storage backend.
+pub trait Store: IdentityStore + DeliveryStore {}
+
+impl<T: IdentityStore + DeliveryStore> Store for T {}

@@ -1,0 +1,587 @@
+//! The embedded sled backend: one tree, atomic batches, group-committed flushes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::group_commit::GroupCommit;
+use super::keys;
+use super::{BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, WriteOp};
+use crate::error::StoreError;
+use crate::model::{
+    AliasRecord, BoundDevice, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId,
+    MessageRecord, Receipt,
+};
+
+/// How to open the sled store.
+#[derive(Clone, Debug)]
+pub struct SledOptions {
+    pub path: PathBuf,
+    /// sled's page cache size in bytes.
+    pub cache_capacity: u64,
+    /// Pause before each group flush to gather more writers (zero: none).
+    pub commit_window: Duration,
+}
+
+impl SledOptions {
+    /// Defaults for `path`: 256 MiB cache, no commit window.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SledOptions {
+            path: path.into(),
+            cache_capacity: 256 * 1024 * 1024,
+            commit_window: Duration::ZERO,
+        }
+    }
+}
+
+/// The sled-backed [`super::Store`].
+pub struct SledStore {
+    db: sled::Db,
+    commits: GroupCommit,
+    /// Serialises alias/device read-modify-write sequences.
+    identity_lock: Mutex<()>,
+    /// Outbox entries per provider, counted at open and kept up to date by `apply`.
+    outbox_depth: Mutex<HashMap<String, u64>>,
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our record types serialise infallibly (no maps with non-string keys).
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl SledStore {
+    /// Opens (or creates) the store; must run inside a Tokio runtime (it starts the
+    /// group-commit flusher).
+    pub fn open(options: &SledOptions) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(&options.path)
+            .cache_capacity(options.cache_capacity)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "cannot open data dir {}: {e}",
+                    options.path.display()
+                ))
+            })?;
+        let flush_db = db.clone();
+        let commits = GroupCommit::start(
+            Box::new(move || {
+                let db = flush_db.clone();
+                Box::pin(async move { db.flush_async().await.map(|_| ()).map_err(backend) })
+            }),
+            options.commit_window,
+        );
+        let depth = count_outbox(&db)?;
+        Ok(SledStore {
+            db,
+            commits,
+            identity_lock: Mutex::new(()),
+            outbox_depth: Mutex::new(depth),
+        })
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(key).map_err(backend)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_string(&self, key: &[u8]) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get(key)
+            .map_err(backend)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn lock_identity(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.identity_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn first_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        match self.db.scan_prefix(prefix).next() {
+            Some(Ok((k, _))) => Ok(Some(k)),
+            Some(Err(e)) => Err(backend(e)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn count_outbox(db: &sled::Db) -> Result<HashMap<String, u64>, StoreError> {
+    let mut depth = HashMap::new();
+    for item in db.scan_prefix([keys::OUTBOX]) {
+        let (k, _) = item.map_err(backend)?;
+        let name_end = k[1..].iter().position(|b| *b == 0).map(|p| p + 1);
+        if let Some(end) = name_end {
+            let name = String::from_utf8_lossy(&k[1..end]).into_owned();
+            *depth.entry(name).or_insert(0) += 1;
+        }
+    }
+    Ok(depth)
+}
+
+#[async_trait]
+impl IdentityStore for SledStore {
+    async fn bind_device(
+        &self,
+        app: &str,
+        alias: &str,
+        device: &DeviceRef,
+        max_devices: usize,
+        now: u64,
+    ) -> Result<BindOutcome, BindError> {
+        let _guard = self.lock_identity();
+        let device_key = keys::device(app, device);
+        let alias_key = keys::alias(app, alias);
+        let current = self.get_string(&device_key)?;
+        let mut record: AliasRecord = self.get(&alias_key)?.unwrap_or_else(|| AliasRecord {
+            alias: alias.to_string(),
+            devices: Vec::new(),
+        });
+        if current.as_deref() == Some(alias) && record.devices.iter().any(|d| d.is(device)) {
+            return Ok(BindOutcome {
+                record,
+                moved_from: None,
+                changed: false,
+            });
+        }
+        if record.devices.len() >= max_devices {
+            return Err(BindError::Full { max: max_devices });
+        }
+        let mut batch = sled::Batch::default();
+        let moved_from = match current {
+            Some(old) if old != alias => {
+                let old_key = keys::alias(app, &old);
+                if let Some(mut old_record) = self.get::<AliasRecord>(&old_key)? {
+                    old_record.devices.retain(|d| !d.is(device));
+                    if old_record.devices.is_empty() {
+                        batch.remove(old_key);
+                    } else {
+                        batch.insert(old_key, encode(&old_record));
+                    }
+                }
+                Some(old)
+            }
+            _ => None,
+        };
+        record.devices.push(BoundDevice {
+            provider: device.provider.clone(),
+            cid: device.cid.clone(),
+            bound_at: now,
+        });
+        batch.insert(alias_key, encode(&record));
+        batch.insert(device_key, alias.as_bytes());
+        self.db.apply_batch(batch).map_err(backend)?;
+        Ok(BindOutcome {
+            record,
+            moved_from,
+            changed: true,
+        })
+    }
+
+    async fn unbind_device(
+        &self,
+        app: &str,
+        alias: &str,
+        device: &DeviceRef,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.lock_identity();
+        let alias_key = keys::alias(app, alias);
+        let Some(mut record) = self.get::<AliasRecord>(&alias_key)? else {
+            return Ok(false);
+        };
+        let before = record.devices.len();
+        record.devices.retain(|d| !d.is(device));
+        if record.devices.len() == before {
+            return Ok(false);
+        }
+        let mut batch = sled::Batch::default();
+        if record.devices.is_empty() {
+            batch.remove(alias_key);
+        } else {
+            batch.insert(alias_key, encode(&record));
+        }
+        let device_key = keys::device(app, device);
+        if self.get_string(&device_key)?.as_deref() == Some(alias) {
+            batch.remove(device_key);
+        }
+        self.db.apply_batch(batch).map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn unbind_alias(
+        &self,
+        app: &str,
+        alias: &str,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        let _guard = self.lock_identity();
+        let alias_key = keys::alias(app, alias);
+        let Some(record) = self.get::<AliasRecord>(&alias_key)? else {
+            return Ok(None);
+        };
+        let mut batch = sled::Batch::default();
+        batch.remove(alias_key);
+        for bound in &record.devices {
+            let device_key = keys::device(app, &bound.device());
+            if self.get_string(&device_key)?.as_deref() == Some(alias) {
+                batch.remove(device_key);
+            }
+        }
+        self.db.apply_batch(batch).map_err(backend)?;
+        Ok(Some(record))
+    }
+
+    async fn alias(&self, app: &str, alias: &str) -> Result<Option<AliasRecord>, StoreError> {
+        self.get(&keys::alias(app, alias))
+    }
+
+    async fn device_alias(
+        &self,
+        app: &str,
+        device: &DeviceRef,
+    ) -> Result<Option<String>, StoreError> {
+        self.get_string(&keys::device(app, device))
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SledStore {
+    async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut depth_changes: Vec<(String, i64)> = Vec::new();
+        for op in ops {
+            match op {
+                WriteOp::PutMessage(m) => batch.insert(keys::message(m.id), encode(&m)),
+                WriteOp::PutDelivery(d) => batch.insert(keys::delivery(d.id), encode(&d)),
+                WriteOp::Schedule { provider, due, id } => {
+                    batch.insert(keys::outbox(&provider, due, id), &[]);
+                    depth_changes.push((provider, 1));
+                }
+                WriteOp::Unschedule { provider, due, id } => {
+                    batch.remove(keys::outbox(&provider, due, id));
+                    depth_changes.push((provider, -1));
+                }
+                WriteOp::PutReference {
+                    provider,
+                    reference,
+                    id,
+                } => batch.insert(keys::reference(&provider, &reference), &id.to_bytes()),
+                WriteOp::PutIdempotency {
+                    app,
+                    request_id,
+                    entry,
+                } => batch.insert(keys::idempotency(&app, &request_id), encode(&entry)),
+                WriteOp::ScheduleExpiry { at, message } => {
+                    batch.insert(keys::expiry(at, message), &[])
+                }
+                WriteOp::UnscheduleExpiry { at, message } => batch.remove(keys::expiry(at, message)),
+                WriteOp::PutEvent(e) => batch.insert(keys::event(e.next_attempt_at, e.id), encode(&e)),
+                WriteOp::DeleteEvent { due, id } => batch.remove(keys::event(due, id)),
+                WriteOp::PutEarlyReceipt { provider, receipt } => batch.insert(
+                    keys::early_receipt(&provider, &receipt.provider_ref),
+                    encode(&receipt),
+                ),
+                WriteOp::DeleteEarlyReceipt {
+                    provider,
+                    reference,
+                } => batch.remove(keys::early_receipt(&provider, &reference)),
+            }
+        }
+        self.db.apply_batch(batch).map_err(backend)?;
+        if !depth_changes.is_empty() {
+            let mut depth = self
+                .outbox_depth
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (provider, change) in depth_changes {
+                let n = depth.entry(provider).or_insert(0);
+                *n = n.saturating_add_signed(change);
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&self) -> Result<(), StoreError> {
+        self.commits.commit().await
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError> {
+        self.get(&keys::message(id))
+    }
+
+    async fn deliveries(&self, id: MessageId) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.db
+            .scan_prefix(keys::deliveries_of(id))
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    async fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.get(&keys::delivery(id))
+    }
+
+    async fn idempotency(
+        &self,
+        app: &str,
+        request_id: &str,
+    ) -> Result<Option<IdempotencyEntry>, StoreError> {
+        self.get(&keys::idempotency(app, request_id))
+    }
+
+    async fn delivery_by_reference(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Option<DeliveryId>, StoreError> {
+        Ok(self
+            .db
+            .get(keys::reference(provider, reference))
+            .map_err(backend)?
+            .and_then(|v| DeliveryId::from_bytes(&v)))
+    }
+
+    async fn early_receipt(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Option<Receipt>, StoreError> {
+        self.get(&keys::early_receipt(provider, reference))
+    }
+
+    async fn due_deliveries(
+        &self,
+        provider: &str,
+        now: u64,
+        limit: usize,
+        skip: &(dyn Fn(DeliveryId) -> bool + Send + Sync),
+    ) -> Result<Vec<DeliveryId>, StoreError> {
+        let prefix = keys::outbox_prefix(provider);
+        let end = keys::time_bound(&prefix, now);
+        let mut out = Vec::new();
+        for item in self.db.range(prefix.clone()..end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item.map_err(backend)?;
+            if let Some((_, id)) = keys::parse_outbox(&k, prefix.len()) {
+                if !skip(id) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn next_due(&self, provider: &str) -> Result<Option<u64>, StoreError> {
+        let prefix = keys::outbox_prefix(provider);
+        Ok(self
+            .first_key_with_prefix(&prefix)?
+            .and_then(|k| keys::parse_outbox(&k, prefix.len()))
+            .map(|(due, _)| due))
+    }
+
+    fn outbox_depth(&self, provider: &str) -> u64 {
+        self.outbox_depth
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(provider)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    async fn due_expiries(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, MessageId)>, StoreError> {
+        let end = keys::time_bound(&[keys::EXPIRY], now);
+        let mut out = Vec::new();
+        for item in self.db.range(vec![keys::EXPIRY]..end).take(limit) {
+            let (k, _) = item.map_err(backend)?;
+            if let Some(entry) = keys::parse_expiry(&k) {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn next_expiry(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .first_key_with_prefix(&[keys::EXPIRY])?
+            .and_then(|k| keys::parse_expiry(&k))
+            .map(|(at, _)| at))
+    }
+
+    async fn due_events(
+        &self,
+        now: u64,
+        limit: usize,
+        skip: &(dyn Fn(MessageId) -> bool + Send + Sync),
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let end = keys::time_bound(&[keys::EVENT], now);
+        let mut out = Vec::new();
+        for item in self.db.range(vec![keys::EVENT]..end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(backend)?;
+            let event: EventRecord = decode(&k, &v)?;
+            if !skip(event.id) {
+                out.push(event);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn next_event_due(&self) -> Result<Option<u64>, StoreError> {
+        match self.first_key_with_prefix(&[keys::EVENT])? {
+            Some(k) if k.len() >= 9 => {
+                let due: [u8; 8] = k[1..9].try_into().unwrap_or_default();
+                Ok(Some(u64::from_be_bytes(due)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(cid: &str) -> DeviceRef {
+        DeviceRef {
+            provider: "mock".into(),
+            cid: cid.into(),
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> SledStore {
+        SledStore::open(&SledOptions::new(dir)).expect("open store")
+    }
+
+    #[tokio::test]
+    async fn binding_moves_devices_and_enforces_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let out = store
+            .bind_device("app", "alice", &device("c1"), 2, 1)
+            .await
+            .expect("bind");
+        assert!(out.changed);
+        let again = store
+            .bind_device("app", "alice", &device("c1"), 2, 2)
+            .await
+            .expect("rebind");
+        assert!(!again.changed);
+        assert_eq!(again.record.devices.len(), 1);
+        store
+            .bind_device("app", "alice", &device("c2"), 2, 3)
+            .await
+            .expect("second device");
+        let full = store.bind_device("app", "alice", &device("c3"), 2, 4).await;
+        assert!(matches!(full, Err(BindError::Full { max: 2 })));
+
+        // c1 moves to bob: alice keeps c2 only.
+        let moved = store
+            .bind_device("app", "bob", &device("c1"), 2, 5)
+            .await
+            .expect("move");
+        assert_eq!(moved.moved_from.as_deref(), Some("alice"));
+        let alice = store.alias("app", "alice").await.expect("get").expect("alice");
+        assert_eq!(alice.devices.len(), 1);
+        assert_eq!(alice.devices[0].cid, "c2");
+        assert_eq!(
+            store.device_alias("app", &device("c1")).await.expect("get").as_deref(),
+            Some("bob")
+        );
+        // Other apps are separate namespaces.
+        assert!(store.alias("other", "bob").await.expect("get").is_none());
+
+        assert!(store.unbind_device("app", "bob", &device("c1")).await.expect("unbind"));
+        assert!(!store.unbind_device("app", "bob", &device("c1")).await.expect("unbind"));
+        assert!(store.alias("app", "bob").await.expect("get").is_none());
+        let removed = store.unbind_alias("app", "alice").await.expect("unbind all");
+        assert_eq!(removed.map(|r| r.devices.len()), Some(1));
+        assert!(store.device_alias("app", &device("c2")).await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn outbox_survives_reopen_and_keeps_its_depth() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = DeliveryId {
+            message: MessageId::generate(),
+            index: 0,
+        };
+        {
+            let store = open(dir.path());
+            store
+                .apply(vec![
+                    WriteOp::Schedule {
+                        provider: "mock".into(),
+                        due: 10,
+                        id,
+                    },
+                    WriteOp::ScheduleExpiry {
+                        at: 20,
+                        message: id.message,
+                    },
+                ])
+                .await
+                .expect("apply");
+            store.commit().await.expect("commit");
+            assert_eq!(store.outbox_depth("mock"), 1);
+        }
+        let store = open(dir.path());
+        assert_eq!(store.outbox_depth("mock"), 1);
+        assert_eq!(store.next_due("mock").await.expect("next"), Some(10));
+        assert!(store
+            .due_deliveries("mock", 9, 10, &|_| false)
+            .await
+            .expect("due")
+            .is_empty());
+        assert_eq!(
+            store.due_deliveries("mock", 10, 10, &|_| false).await.expect("due"),
+            vec![id]
+        );
+        assert!(store
+            .due_deliveries("mock", 10, 10, &|d| d == id)
+            .await
+            .expect("due")
+            .is_empty());
+        assert_eq!(store.due_expiries(25, 10).await.expect("exp"), vec![(20, id.message)]);
+        store
+            .apply(vec![WriteOp::Unschedule {
+                provider: "mock".into(),
+                due: 10,
+                id,
+            }])
+            .await
+            .expect("apply");
+        assert_eq!(store.outbox_depth("mock"), 0);
+        assert_eq!(store.next_due("mock").await.expect("next"), None);
+    }
+}
