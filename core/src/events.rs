@@ -73,7 +73,8 @@ impl Engine {
             }
             Err(failure) if failure.permanent || !retry.may_retry(event.attempts) => {
                 metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "outcome" => "dropped").increment(1);
-                metrics::counter!(m::WEBHOOKS_DROPPED_TOTAL, "app" => event.app.clone()).increment(1);
+                metrics::counter!(m::WEBHOOKS_DROPPED_TOTAL, "app" => event.app.clone())
+                    .increment(1);
                 tracing::warn!(app = %event.app, event = %event.id, kind = event.kind.as_str(), attempts = event.attempts, error = %failure, "webhook event dropped after its last attempt");
             }
             Err(failure) => {

@@ -44,7 +44,9 @@ impl<T: Hash + Eq + Clone> InFlight<T> {
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, HashSet<T>> {
-        self.items.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.items
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds `item`; false if it was already there.

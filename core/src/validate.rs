@@ -85,7 +85,9 @@ pub fn request_id(value: &str) -> Result<(), Invalid> {
         )));
     }
     if value.chars().any(char::is_control) {
-        return Err(Invalid("request_id must not contain control characters".into()));
+        return Err(Invalid(
+            "request_id must not contain control characters".into(),
+        ));
     }
     Ok(())
 }

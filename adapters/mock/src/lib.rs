@@ -1,1 +1,18 @@
+//! pushgate-mock: a simulated push provider with devices that have inboxes.
+//!
+//! Configurable send latency, receipt delay, transient and permanent failure rates,
+//! deterministic outages and receipt loss. Its devices' receipts are signed lines fed
+//! through the gateway's receipts callback path, exactly as a real provider's would be.
+//! It is the embedded default provider and the load-test target.
 
+mod callbacks;
+mod config;
+mod devices;
+mod error;
+mod provider;
+
+pub use callbacks::{parse as parse_receipts, sign_line, ReceiptLine};
+pub use config::MockSettings;
+pub use devices::InboxEntry;
+pub use error::MockError;
+pub use provider::MockProvider;

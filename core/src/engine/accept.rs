@@ -90,16 +90,17 @@ impl Engine {
 
     fn validate_message(&self, msg: &NewMessage) -> Result<Duration, EngineError> {
         match &msg.to {
-            Target::Alias(alias) => validate::alias(alias).map_err(|e| invalid("invalid_alias", e))?,
+            Target::Alias(alias) => {
+                validate::alias(alias).map_err(|e| invalid("invalid_alias", e))?
+            }
             Target::Device(d) => {
                 validate::cid(&d.cid).map_err(|e| invalid("invalid_cid", e))?;
                 self.provider(&d.provider)?;
             }
         }
         if let Some(from) = &msg.from {
-            validate::alias(from).map_err(|e| {
-                EngineError::invalid("invalid_from", format!("from: {}", e.0))
-            })?;
+            validate::alias(from)
+                .map_err(|e| EngineError::invalid("invalid_from", format!("from: {}", e.0)))?;
         }
         if let Some(p) = &msg.provider {
             self.provider(p)?;
@@ -107,7 +108,10 @@ impl Engine {
                 if &d.provider != p {
                     return Err(EngineError::invalid(
                         "provider_mismatch",
-                        format!("provider {p:?} differs from the device's provider {:?}", d.provider),
+                        format!(
+                            "provider {p:?} differs from the device's provider {:?}",
+                            d.provider
+                        ),
                     ));
                 }
             }

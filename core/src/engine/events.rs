@@ -57,7 +57,10 @@ pub(crate) fn delivery_event_data(message: &MessageRecord, delivery: &DeliveryRe
         "updated_at": rfc3339(delivery.updated_at),
     });
     if let (Some(err), Some(obj)) = (&delivery.error, d.as_object_mut()) {
-        obj.insert("error".into(), json!({"code": err.code, "message": err.message}));
+        obj.insert(
+            "error".into(),
+            json!({"code": err.code, "message": err.message}),
+        );
     }
     json!({
         "message_id": message.id,

@@ -37,7 +37,13 @@ impl Engine {
         self.check_device(&device)?;
         let outcome = self
             .store
-            .bind_device(app, alias, &device, settings.max_devices_per_alias, now_ms())
+            .bind_device(
+                app,
+                alias,
+                &device,
+                settings.max_devices_per_alias,
+                now_ms(),
+            )
             .await
             .map_err(|e| match e {
                 BindError::Full { max } => EngineError::AliasFull {
@@ -48,7 +54,11 @@ impl Engine {
             })?;
         self.store.commit().await?;
         if outcome.changed {
-            let result = if outcome.moved_from.is_some() { "moved" } else { "bound" };
+            let result = if outcome.moved_from.is_some() {
+                "moved"
+            } else {
+                "bound"
+            };
             metrics::counter!(m::ALIAS_BINDINGS_TOTAL, "result" => result).increment(1);
             let provider = self.provider(&device.provider)?;
             if let Err(error) = provider.alias_bound(app, alias, &device.cid).await {

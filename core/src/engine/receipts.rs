@@ -9,10 +9,10 @@ use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics as m;
 use crate::model::{
-    DeliveryError, DeliveryRecord, DeliveryState, MessageId, MessageRecord, Receipt,
-    ReceiptStatus, Target,
+    DeliveryError, DeliveryRecord, DeliveryState, MessageId, MessageRecord, Receipt, ReceiptStatus,
+    Target,
 };
-use crate::provider::{ReceiptSink, CallbackRequest};
+use crate::provider::{CallbackRequest, ReceiptSink};
 use crate::store::WriteOp;
 
 /// What became of one receipt.
@@ -139,7 +139,10 @@ impl Engine {
         ops: &mut Vec<WriteOp>,
     ) -> Result<(), EngineError> {
         match status {
-            ReceiptStatus::Failed { code, message: text } => {
+            ReceiptStatus::Failed {
+                code,
+                message: text,
+            } => {
                 delivery.error = Some(DeliveryError {
                     code: code.clone(),
                     message: text.clone(),
@@ -148,13 +151,19 @@ impl Engine {
                 Ok(())
             }
             ReceiptStatus::Delivered => {
-                let first = self.store.deliveries(message.id).await?.iter().all(|d| {
-                    d.id == delivery.id || d.state != DeliveryState::Delivered
-                });
+                let first = self
+                    .store
+                    .deliveries(message.id)
+                    .await?
+                    .iter()
+                    .all(|d| d.id == delivery.id || d.state != DeliveryState::Delivered);
                 self.settle(message, delivery, DeliveryState::Delivered, now, ops);
                 metrics::histogram!(m::ACCEPT_TO_DELIVERED_SECONDS, "provider" => delivery.provider.clone())
                     .record(now.saturating_sub(message.created_at) as f64 / 1000.0);
-                match (&message.from, first && message.notify_sender && !message.system) {
+                match (
+                    &message.from,
+                    first && message.notify_sender && !message.system,
+                ) {
                     (Some(from), true) => self.plan_sender_receipt(message, from, now, ops).await,
                     _ => Ok(()),
                 }

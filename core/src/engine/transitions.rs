@@ -67,7 +67,13 @@ impl Engine {
             return Ok(None);
         }
         if now >= message.expires_at {
-            self.settle(&message, &mut delivery, DeliveryState::Expired, now, &mut ops);
+            self.settle(
+                &message,
+                &mut delivery,
+                DeliveryState::Expired,
+                now,
+                &mut ops,
+            );
             self.write(ops).await?;
             return Ok(None);
         }
@@ -142,11 +148,19 @@ impl Engine {
                     message: error.message.clone(),
                 });
                 match error.retry {
-                    Retry::Transient { after } if self.settings.retry.may_retry(delivery.attempts) => {
+                    Retry::Transient { after }
+                        if self.settings.retry.may_retry(delivery.attempts) =>
+                    {
                         let delay = self.settings.retry.delay(delivery.attempts, after);
                         let due = now.saturating_add(delay.as_millis() as u64);
                         if due >= message.expires_at {
-                            self.settle(&message, &mut delivery, DeliveryState::Expired, now, &mut ops);
+                            self.settle(
+                                &message,
+                                &mut delivery,
+                                DeliveryState::Expired,
+                                now,
+                                &mut ops,
+                            );
                         } else {
                             unschedule(&mut delivery, &mut ops);
                             delivery.transition(DeliveryState::RetryWait, now);
@@ -157,14 +171,21 @@ impl Engine {
                                 id,
                             });
                             ops.push(WriteOp::PutDelivery(delivery));
-                            metrics::counter!(m::RETRIES_TOTAL, "provider" => provider.clone()).increment(1);
+                            metrics::counter!(m::RETRIES_TOTAL, "provider" => provider.clone())
+                                .increment(1);
                             metrics::counter!(m::DELIVERIES_TOTAL, "provider" => provider.clone(), "outcome" => "retry").increment(1);
                             tracing::debug!(delivery = %id, %error, delay_ms = delay.as_millis() as u64, "transient send failure; will retry");
                         }
                     }
                     _ => {
                         tracing::info!(delivery = %id, provider = %provider, %error, "delivery failed");
-                        self.settle(&message, &mut delivery, DeliveryState::Failed, now, &mut ops);
+                        self.settle(
+                            &message,
+                            &mut delivery,
+                            DeliveryState::Failed,
+                            now,
+                            &mut ops,
+                        );
                     }
                 }
             }
@@ -191,7 +212,8 @@ impl Engine {
         if early.cid == delivery.cid {
             self.apply_receipt_status(message, delivery, &early.status, now, &mut ops)
                 .await?;
-            metrics::counter!(m::RECEIPTS_TOTAL, "provider" => provider, "result" => "applied").increment(1);
+            metrics::counter!(m::RECEIPTS_TOTAL, "provider" => provider, "result" => "applied")
+                .increment(1);
         }
         self.write(ops).await?;
         Ok(())
@@ -217,7 +239,8 @@ impl Engine {
             _ => (EventKind::MessageFailed, "failed"),
         };
         metrics::counter!(m::DELIVERIES_TOTAL, "provider" => delivery.provider.clone(), "outcome" => outcome).increment(1);
-        if let Some(op) = self.event_op(message, kind, delivery_event_data(message, delivery), now) {
+        if let Some(op) = self.event_op(message, kind, delivery_event_data(message, delivery), now)
+        {
             ops.push(op);
         }
         ops.push(WriteOp::PutDelivery(delivery.clone()));
@@ -239,7 +262,13 @@ impl Engine {
                     busy = true;
                     continue;
                 }
-                self.settle(&message, &mut delivery, DeliveryState::Expired, now, &mut ops);
+                self.settle(
+                    &message,
+                    &mut delivery,
+                    DeliveryState::Expired,
+                    now,
+                    &mut ops,
+                );
             }
             if busy {
                 ops.push(WriteOp::ScheduleExpiry {

@@ -49,7 +49,11 @@ pub fn alias(app: &str, alias: &str) -> Vec<u8> {
 pub fn device(app: &str, device: &DeviceRef) -> Vec<u8> {
     join(
         DEVICE,
-        &[app.as_bytes(), device.provider.as_bytes(), device.cid.as_bytes()],
+        &[
+            app.as_bytes(),
+            device.provider.as_bytes(),
+            device.cid.as_bytes(),
+        ],
     )
 }
 

@@ -69,8 +69,11 @@ pub trait IdentityStore: Send + Sync {
     async fn alias(&self, app: &str, alias: &str) -> Result<Option<AliasRecord>, StoreError>;
 
     /// The alias a device is bound to.
-    async fn device_alias(&self, app: &str, device: &DeviceRef)
-        -> Result<Option<String>, StoreError>;
+    async fn device_alias(
+        &self,
+        app: &str,
+        device: &DeviceRef,
+    ) -> Result<Option<String>, StoreError>;
 }
 
 /// What an idempotency key maps to.
@@ -112,14 +115,29 @@ pub enum WriteOp {
         entry: IdempotencyEntry,
     },
     /// Indexes a message for the TTL sweeper.
-    ScheduleExpiry { at: u64, message: MessageId },
-    UnscheduleExpiry { at: u64, message: MessageId },
+    ScheduleExpiry {
+        at: u64,
+        message: MessageId,
+    },
+    UnscheduleExpiry {
+        at: u64,
+        message: MessageId,
+    },
     /// Adds or replaces an event, keyed by its `next_attempt_at`.
     PutEvent(EventRecord),
-    DeleteEvent { due: u64, id: MessageId },
+    DeleteEvent {
+        due: u64,
+        id: MessageId,
+    },
     /// Keeps a receipt that arrived before its send was recorded.
-    PutEarlyReceipt { provider: String, receipt: Receipt },
-    DeleteEarlyReceipt { provider: String, reference: String },
+    PutEarlyReceipt {
+        provider: String,
+        receipt: Receipt,
+    },
+    DeleteEarlyReceipt {
+        provider: String,
+        reference: String,
+    },
 }
 
 /// Messages, deliveries, the outbox, the TTL index and the webhook event outbox.
@@ -167,8 +185,11 @@ pub trait DeliveryStore: Send + Sync {
     fn outbox_depth(&self, provider: &str) -> u64;
 
     /// Up to `limit` messages whose TTL index entry is due at or before `now`.
-    async fn due_expiries(&self, now: u64, limit: usize)
-        -> Result<Vec<(u64, MessageId)>, StoreError>;
+    async fn due_expiries(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, MessageId)>, StoreError>;
 
     /// The earliest TTL index entry.
     async fn next_expiry(&self) -> Result<Option<u64>, StoreError>;

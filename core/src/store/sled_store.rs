@@ -295,8 +295,12 @@ impl DeliveryStore for SledStore {
                 WriteOp::ScheduleExpiry { at, message } => {
                     batch.insert(keys::expiry(at, message), &[])
                 }
-                WriteOp::UnscheduleExpiry { at, message } => batch.remove(keys::expiry(at, message)),
-                WriteOp::PutEvent(e) => batch.insert(keys::event(e.next_attempt_at, e.id), encode(&e)),
+                WriteOp::UnscheduleExpiry { at, message } => {
+                    batch.remove(keys::expiry(at, message))
+                }
+                WriteOp::PutEvent(e) => {
+                    batch.insert(keys::event(e.next_attempt_at, e.id), encode(&e))
+                }
                 WriteOp::DeleteEvent { due, id } => batch.remove(keys::event(due, id)),
                 WriteOp::PutEarlyReceipt { provider, receipt } => batch.insert(
                     keys::early_receipt(&provider, &receipt.provider_ref),
@@ -511,22 +515,43 @@ mod tests {
             .await
             .expect("move");
         assert_eq!(moved.moved_from.as_deref(), Some("alice"));
-        let alice = store.alias("app", "alice").await.expect("get").expect("alice");
+        let alice = store
+            .alias("app", "alice")
+            .await
+            .expect("get")
+            .expect("alice");
         assert_eq!(alice.devices.len(), 1);
         assert_eq!(alice.devices[0].cid, "c2");
         assert_eq!(
-            store.device_alias("app", &device("c1")).await.expect("get").as_deref(),
+            store
+                .device_alias("app", &device("c1"))
+                .await
+                .expect("get")
+                .as_deref(),
             Some("bob")
         );
         // Other apps are separate namespaces.
         assert!(store.alias("other", "bob").await.expect("get").is_none());
 
-        assert!(store.unbind_device("app", "bob", &device("c1")).await.expect("unbind"));
-        assert!(!store.unbind_device("app", "bob", &device("c1")).await.expect("unbind"));
+        assert!(store
+            .unbind_device("app", "bob", &device("c1"))
+            .await
+            .expect("unbind"));
+        assert!(!store
+            .unbind_device("app", "bob", &device("c1"))
+            .await
+            .expect("unbind"));
         assert!(store.alias("app", "bob").await.expect("get").is_none());
-        let removed = store.unbind_alias("app", "alice").await.expect("unbind all");
+        let removed = store
+            .unbind_alias("app", "alice")
+            .await
+            .expect("unbind all");
         assert_eq!(removed.map(|r| r.devices.len()), Some(1));
-        assert!(store.device_alias("app", &device("c2")).await.expect("get").is_none());
+        assert!(store
+            .device_alias("app", &device("c2"))
+            .await
+            .expect("get")
+            .is_none());
     }
 
     #[tokio::test]
@@ -564,7 +589,10 @@ mod tests {
             .expect("due")
             .is_empty());
         assert_eq!(
-            store.due_deliveries("mock", 10, 10, &|_| false).await.expect("due"),
+            store
+                .due_deliveries("mock", 10, 10, &|_| false)
+                .await
+                .expect("due"),
             vec![id]
         );
         assert!(store
@@ -572,7 +600,10 @@ mod tests {
             .await
             .expect("due")
             .is_empty());
-        assert_eq!(store.due_expiries(25, 10).await.expect("exp"), vec![(20, id.message)]);
+        assert_eq!(
+            store.due_expiries(25, 10).await.expect("exp"),
+            vec![(20, id.message)]
+        );
         store
             .apply(vec![WriteOp::Unschedule {
                 provider: "mock".into(),

@@ -1,0 +1,119 @@
+//! The mock's receipt format: one JSON object per line, HMAC-SHA256 signed, e.g.
+//! `{"ref":"01J…-0","cid":"c1","status":"delivered","ts":1700000000000,"sign":"<hex>"}`
+//! where `sign = hex(hmac_sha256(secret, ref "\n" cid "\n" status "\n" ts))`.
+
+use hmac::{Hmac, Mac};
+use pushgate_core::model::{Receipt, ReceiptStatus};
+use pushgate_core::provider::{ParsedReceipts, RejectedItem};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// One receipt line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptLine {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub cid: String,
+    pub status: String,
+    pub ts: u64,
+    pub sign: String,
+}
+
+fn mac(secret: &[u8], reference: &str, cid: &str, status: &str, ts: u64) -> HmacSha256 {
+    let mut mac = match HmacSha256::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(format!("{reference}\n{cid}\n{status}\n{ts}").as_bytes());
+    mac
+}
+
+/// A signed delivered-receipt line (with trailing newline).
+pub fn sign_line(secret: &[u8], reference: &str, cid: &str, ts: u64) -> String {
+    let sign = hex::encode(
+        mac(secret, reference, cid, "delivered", ts)
+            .finalize()
+            .into_bytes(),
+    );
+    let line = ReceiptLine {
+        reference: reference.to_string(),
+        cid: cid.to_string(),
+        status: "delivered".into(),
+        ts,
+        sign,
+    };
+    let mut text = serde_json::to_string(&line).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Parses and verifies every line; bad lines are rejected with a reason, never fatal.
+pub fn parse(secret: &[u8], body: &[u8]) -> ParsedReceipts {
+    let mut parsed = ParsedReceipts::default();
+    let text = String::from_utf8_lossy(body);
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let reject = |reason: String| RejectedItem { line, reason };
+        let item: ReceiptLine = match serde_json::from_str(raw) {
+            Ok(item) => item,
+            Err(e) => {
+                parsed
+                    .rejected
+                    .push(reject(format!("not a receipt line: {e}")));
+                continue;
+            }
+        };
+        let Ok(sign) = hex::decode(&item.sign) else {
+            parsed.rejected.push(reject("sign is not hex".into()));
+            continue;
+        };
+        if mac(secret, &item.reference, &item.cid, &item.status, item.ts)
+            .verify_slice(&sign)
+            .is_err()
+        {
+            parsed.rejected.push(reject("signature mismatch".into()));
+            continue;
+        }
+        let status = match item.status.as_str() {
+            "delivered" => ReceiptStatus::Delivered,
+            other => ReceiptStatus::Failed {
+                code: other.to_string(),
+                message: format!("device reported {other}"),
+            },
+        };
+        parsed.receipts.push(Receipt {
+            provider_ref: item.reference,
+            cid: item.cid,
+            status,
+            at: Some(item.ts),
+        });
+    }
+    parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_lines_verify_and_forgeries_do_not() {
+        let good = sign_line(b"s3cret", "ref-1", "c1", 42);
+        let forged = sign_line(b"other", "ref-2", "c2", 42);
+        let tampered = good.replace("\"c1\"", "\"c9\"");
+        let body = format!("{good}{forged}{tampered}not json\n\n");
+        let parsed = parse(b"s3cret", body.as_bytes());
+        assert_eq!(parsed.receipts.len(), 1);
+        assert_eq!(parsed.receipts[0].provider_ref, "ref-1");
+        assert_eq!(parsed.receipts[0].status, ReceiptStatus::Delivered);
+        let lines: Vec<usize> = parsed.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![2, 3, 4]);
+        assert!(parsed.rejected[0].reason.contains("signature"));
+    }
+}

@@ -1,0 +1,117 @@
+//! `[[providers]] kind = "mock"` settings.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::MockError;
+
+/// How the simulated provider and its devices behave.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MockSettings {
+    /// Time each send takes, in milliseconds.
+    #[serde(default)]
+    pub send_latency_ms: u64,
+    /// Time from a send to the device's receipt, in milliseconds.
+    #[serde(default = "default_receipt_delay")]
+    pub receipt_delay_ms: u64,
+    /// Share of sends (0 to 1) that fail transiently (retried).
+    #[serde(default)]
+    pub transient_failure_rate: f64,
+    /// Share of sends (0 to 1) that fail permanently.
+    #[serde(default)]
+    pub permanent_failure_rate: f64,
+    /// Share of receipts (0 to 1) the device never sends.
+    #[serde(default)]
+    pub receipt_loss_rate: f64,
+    /// Every delivery fails transiently on its first N attempts (deterministic outages).
+    #[serde(default)]
+    pub fail_first_attempts: u32,
+    /// Client ids starting with this prefix are unknown: permanent failure, like Getui's
+    /// "target user is invalid".
+    #[serde(default = "default_unknown_prefix")]
+    pub unknown_cid_prefix: String,
+    /// Secret that signs the simulated devices' receipts; random per process if unset.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Where device inboxes are kept across restarts; in memory only if unset.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Messages kept per device inbox in memory (oldest dropped first).
+    #[serde(default = "default_inbox_limit")]
+    pub inbox_limit: usize,
+    /// Sends in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Sends per second, if capped.
+    #[serde(default)]
+    pub qps: Option<u32>,
+}
+
+fn default_receipt_delay() -> u64 {
+    5
+}
+fn default_unknown_prefix() -> String {
+    "unknown".into()
+}
+fn default_inbox_limit() -> usize {
+    1000
+}
+fn default_concurrency() -> usize {
+    256
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        MockSettings {
+            send_latency_ms: 0,
+            receipt_delay_ms: default_receipt_delay(),
+            transient_failure_rate: 0.0,
+            permanent_failure_rate: 0.0,
+            receipt_loss_rate: 0.0,
+            fail_first_attempts: 0,
+            unknown_cid_prefix: default_unknown_prefix(),
+            secret: None,
+            state_dir: None,
+            inbox_limit: default_inbox_limit(),
+            concurrency: default_concurrency(),
+            qps: None,
+        }
+    }
+}
+
+impl MockSettings {
+    /// Checks ranges; the error names the key.
+    pub fn validate(&self) -> Result<(), MockError> {
+        for (key, rate) in [
+            ("transient_failure_rate", self.transient_failure_rate),
+            ("permanent_failure_rate", self.permanent_failure_rate),
+            ("receipt_loss_rate", self.receipt_loss_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(MockError::Config(format!(
+                    "{key} must be between 0 and 1, got {rate}"
+                )));
+            }
+        }
+        if self.transient_failure_rate + self.permanent_failure_rate > 1.0 {
+            return Err(MockError::Config(
+                "transient_failure_rate + permanent_failure_rate must not exceed 1".into(),
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(MockError::Config("concurrency must be at least 1".into()));
+        }
+        if self.inbox_limit == 0 {
+            return Err(MockError::Config("inbox_limit must be at least 1".into()));
+        }
+        if self.qps == Some(0) {
+            return Err(MockError::Config("qps must be at least 1".into()));
+        }
+        if matches!(&self.secret, Some(s) if s.is_empty()) {
+            return Err(MockError::Config("secret must not be empty".into()));
+        }
+        Ok(())
+    }
+}

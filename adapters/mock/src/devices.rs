@@ -1,0 +1,168 @@
+//! The simulated devices' inboxes: in memory (bounded per device) or in a sled database
+//! under `state_dir`, flushed before a send is acknowledged, as a real provider would.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::MockError;
+
+/// A message as the device received it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    pub message_id: String,
+    /// The provider request id (pushgate's delivery id); repeats are dropped.
+    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub payload: serde_json::Value,
+    pub received_at: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct MemoryInbox {
+    entries: VecDeque<InboxEntry>,
+    seen: HashSet<String>,
+}
+
+/// Where inboxes live.
+pub(crate) enum Inboxes {
+    Memory {
+        devices: Mutex<HashMap<String, MemoryInbox>>,
+        limit: usize,
+    },
+    Persistent {
+        db: sled::Db,
+    },
+}
+
+fn state_error(path: &Path, e: impl std::fmt::Display) -> MockError {
+    MockError::State {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl Inboxes {
+    /// In-memory inboxes keeping the last `limit` messages per device.
+    pub fn memory(limit: usize) -> Self {
+        Inboxes::Memory {
+            devices: Mutex::new(HashMap::new()),
+            limit,
+        }
+    }
+
+    /// Inboxes kept in a sled database at `dir`.
+    pub fn persistent(dir: &Path) -> Result<Self, MockError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(16 * 1024 * 1024)
+            .open()
+            .map_err(|e| state_error(dir, e))?;
+        Ok(Inboxes::Persistent { db })
+    }
+
+    /// Stores a message for `cid`; false if this request id was seen before (dropped).
+    pub async fn receive(&self, cid: &str, entry: InboxEntry) -> Result<bool, String> {
+        match self {
+            Inboxes::Memory { devices, limit } => {
+                let mut devices = devices.lock().unwrap_or_else(|p| p.into_inner());
+                let inbox = devices.entry(cid.to_string()).or_default();
+                if !inbox.seen.insert(entry.request_id.clone()) {
+                    return Ok(false);
+                }
+                inbox.entries.push_back(entry);
+                while inbox.entries.len() > *limit {
+                    if let Some(old) = inbox.entries.pop_front() {
+                        inbox.seen.remove(&old.request_id);
+                    }
+                }
+                Ok(true)
+            }
+            Inboxes::Persistent { db } => {
+                let seen_key = [b"s\0".as_slice(), entry.request_id.as_bytes()].concat();
+                let first = db
+                    .compare_and_swap(seen_key, None as Option<&[u8]>, Some(cid.as_bytes()))
+                    .map_err(|e| e.to_string())?
+                    .is_ok();
+                if !first {
+                    return Ok(false);
+                }
+                let seq = db.generate_id().map_err(|e| e.to_string())?;
+                let key = [b"i\0".as_slice(), cid.as_bytes(), b"\0", &seq.to_be_bytes()].concat();
+                let value = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
+                db.insert(key, value).map_err(|e| e.to_string())?;
+                db.flush_async().await.map_err(|e| e.to_string())?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Everything `cid` received, oldest first.
+    pub fn inbox(&self, cid: &str) -> Result<Vec<InboxEntry>, String> {
+        match self {
+            Inboxes::Memory { devices, .. } => Ok(devices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(cid)
+                .map(|i| i.entries.iter().cloned().collect())
+                .unwrap_or_default()),
+            Inboxes::Persistent { db } => {
+                let prefix = [b"i\0".as_slice(), cid.as_bytes(), b"\0"].concat();
+                db.scan_prefix(prefix)
+                    .map(|item| {
+                        let (_, v) = item.map_err(|e| e.to_string())?;
+                        serde_json::from_slice(&v).map_err(|e| e.to_string())
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(request_id: &str) -> InboxEntry {
+        InboxEntry {
+            message_id: "m".into(),
+            request_id: request_id.into(),
+            from: None,
+            payload: serde_json::json!({"n": request_id}),
+            received_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_inboxes_dedupe_and_stay_bounded() {
+        let inboxes = Inboxes::memory(2);
+        assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(true));
+        assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(false));
+        inboxes.receive("c1", entry("b")).await.ok();
+        inboxes.receive("c1", entry("c")).await.ok();
+        let got: Vec<String> = inboxes
+            .inbox("c1")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+        assert_eq!(got, vec!["b", "c"]);
+        assert!(inboxes.inbox("c2").unwrap_or_default().is_empty());
+    }
+
+    #[tokio::test]
+    async fn persistent_inboxes_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let inboxes = Inboxes::persistent(dir.path()).expect("open");
+            assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(true));
+            assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(false));
+        }
+        let inboxes = Inboxes::persistent(dir.path()).expect("reopen");
+        assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(false));
+        assert_eq!(inboxes.inbox("c1").map(|v| v.len()), Ok(1));
+    }
+}

@@ -1,0 +1,214 @@
+//! The mock provider: a `Provider` whose "devices" live in this process.
+
+use std::any::Any;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pushgate_core::clock::now_ms;
+use pushgate_core::provider::{
+    CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, Provider, ProviderContext,
+    ProviderError, ProviderLimits, Sent,
+};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::callbacks;
+use crate::config::MockSettings;
+use crate::devices::{InboxEntry, Inboxes};
+use crate::error::MockError;
+
+/// Most receipt lines in one simulated callback.
+const MAX_LINES_PER_CALLBACK: usize = 500;
+
+struct PendingReceipt {
+    due: Instant,
+    line: String,
+}
+
+/// Simulated provider and devices. See [`MockSettings`] for the knobs.
+pub struct MockProvider {
+    name: String,
+    settings: MockSettings,
+    secret: Vec<u8>,
+    inboxes: Inboxes,
+    receipts: mpsc::UnboundedSender<PendingReceipt>,
+    pump: Mutex<Option<mpsc::UnboundedReceiver<PendingReceipt>>>,
+}
+
+impl MockProvider {
+    /// Builds the provider from its settings (opening `state_dir` if set).
+    pub fn new(name: &str, settings: MockSettings) -> Result<Self, MockError> {
+        settings.validate()?;
+        let secret = match &settings.secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => rand::thread_rng().gen::<[u8; 32]>().to_vec(),
+        };
+        let inboxes = match &settings.state_dir {
+            Some(dir) => Inboxes::persistent(dir)?,
+            None => Inboxes::memory(settings.inbox_limit),
+        };
+        let (receipts, rx) = mpsc::unbounded_channel();
+        Ok(MockProvider {
+            name: name.to_string(),
+            settings,
+            secret,
+            inboxes,
+            receipts,
+            pump: Mutex::new(Some(rx)),
+        })
+    }
+
+    /// What a simulated device received, oldest first.
+    pub fn inbox(&self, cid: &str) -> Result<Vec<InboxEntry>, MockError> {
+        self.inboxes.inbox(cid).map_err(|reason| MockError::State {
+            path: self.name.clone(),
+            reason,
+        })
+    }
+
+    /// Decides the fate of one send from the failure knobs.
+    fn roll(&self, delivery: &OutboundDelivery) -> Result<bool, ProviderError> {
+        let s = &self.settings;
+        if delivery.cid.starts_with(&s.unknown_cid_prefix) {
+            return Err(ProviderError::permanent(
+                "unknown_cid",
+                "target user is invalid",
+            ));
+        }
+        if delivery.attempt <= s.fail_first_attempts {
+            return Err(ProviderError::transient(
+                "mock_outage",
+                format!("simulated outage (attempt {})", delivery.attempt),
+            ));
+        }
+        let mut rng = rand::thread_rng();
+        let r: f64 = rng.gen();
+        if r < s.permanent_failure_rate {
+            return Err(ProviderError::permanent(
+                "mock_rejected",
+                "simulated permanent failure",
+            ));
+        }
+        if r < s.permanent_failure_rate + s.transient_failure_rate {
+            return Err(ProviderError::transient(
+                "mock_unavailable",
+                "simulated transient failure",
+            ));
+        }
+        Ok(rng.gen::<f64>() >= s.receipt_loss_rate)
+    }
+
+    /// Feeds due receipts to the gateway in batches, through the receipts callback path.
+    async fn pump_receipts(
+        name: String,
+        context: ProviderContext,
+        mut rx: mpsc::UnboundedReceiver<PendingReceipt>,
+    ) {
+        let mut carry: Option<PendingReceipt> = None;
+        loop {
+            let first = match carry.take() {
+                Some(p) => p,
+                None => match rx.recv().await {
+                    Some(p) => p,
+                    None => return,
+                },
+            };
+            tokio::time::sleep_until(first.due).await;
+            let mut body = first.line;
+            let mut lines = 1;
+            let now = Instant::now();
+            while lines < MAX_LINES_PER_CALLBACK {
+                match rx.try_recv() {
+                    Ok(next) if next.due <= now => {
+                        body.push_str(&next.line);
+                        lines += 1;
+                    }
+                    Ok(next) => {
+                        carry = Some(next);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Some(sink) = context.receipts.upgrade() else {
+                return;
+            };
+            let request = CallbackRequest {
+                headers: Default::default(),
+                body: body.into_bytes(),
+            };
+            for attempt in 1..=3 {
+                match sink.receipts_callback(&name, request.clone()).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(provider = %name, attempt, error = %e, "simulated receipt callback failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for MockProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, delivery: &OutboundDelivery) -> Result<Sent, ProviderError> {
+        if self.settings.send_latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.settings.send_latency_ms)).await;
+        }
+        let acknowledge = self.roll(delivery)?;
+        let entry = InboxEntry {
+            message_id: delivery.message_id.to_string(),
+            request_id: delivery.idempotency_key.clone(),
+            from: delivery.from.clone(),
+            payload: (*delivery.payload).clone(),
+            received_at: now_ms(),
+        };
+        // A repeated request id is dropped (as Getui does), but the device acknowledges
+        // again, so a send whose receipt was lost in a gateway crash still completes.
+        self.inboxes
+            .receive(&delivery.cid, entry)
+            .await
+            .map_err(|e| ProviderError::transient("mock_state", e))?;
+        let reference = delivery.idempotency_key.clone();
+        if acknowledge {
+            let line = callbacks::sign_line(&self.secret, &reference, &delivery.cid, now_ms());
+            let due = Instant::now() + Duration::from_millis(self.settings.receipt_delay_ms);
+            if self.receipts.send(PendingReceipt { due, line }).is_err() {
+                tracing::warn!(provider = %self.name, "receipt pump stopped; receipt dropped");
+            }
+        }
+        Ok(Sent {
+            provider_ref: reference,
+        })
+    }
+
+    fn limits(&self) -> ProviderLimits {
+        ProviderLimits {
+            concurrency: self.settings.concurrency,
+            qps: self.settings.qps,
+            send_timeout: Duration::from_millis(self.settings.send_latency_ms + 10_000),
+        }
+    }
+
+    fn start(&self, context: ProviderContext) {
+        let rx = self.pump.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(rx) = rx {
+            tokio::spawn(Self::pump_receipts(self.name.clone(), context, rx));
+        }
+    }
+
+    fn parse_receipts(&self, request: &CallbackRequest) -> Result<ParsedReceipts, CallbackError> {
+        Ok(callbacks::parse(&self.secret, &request.body))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

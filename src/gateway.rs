@@ -1,0 +1,223 @@
+//! Assembles a running gateway from a config: store, providers, engine, workers, HTTP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use pushgate_core::dispatcher::{run_expiry, run_provider};
+use pushgate_core::engine::{AppSettings, EngineSettings};
+use pushgate_core::events::{run_events, EventSettings};
+use pushgate_core::store::{SledOptions, SledStore, Store};
+use pushgate_core::{Engine, StoreError};
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::http::{self, ApiKeys, ApiState};
+use crate::providers::{self, BuildError};
+use crate::webhook::WebhookSender;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(#[from] BuildError),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("invalid listen address: {0}")]
+    Address(String),
+}
+
+/// A running gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    state: Arc<ApiState>,
+    store: Arc<dyn Store>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Gateway {
+    /// Opens the store, builds providers and the engine, starts the workers (which resume
+    /// every unfinished delivery and event from the store) and starts serving HTTP.
+    pub async fn start(
+        config: &Config,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Gateway, GatewayError> {
+        let data_dir = &config.server.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| GatewayError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let mut options = SledOptions::new(data_dir.join("store"));
+        options.cache_capacity = config.server.cache_capacity_mb * 1024 * 1024;
+        options.commit_window = Duration::from_millis(config.server.commit_window_ms);
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&options)?);
+
+        let providers = config
+            .providers
+            .iter()
+            .map(providers::build)
+            .collect::<Result<Vec<_>, _>>()?;
+        let apps = config
+            .apps
+            .iter()
+            .map(|a| AppSettings {
+                id: a.id.clone(),
+                default_provider: a.default_provider.clone(),
+                max_devices_per_alias: a.max_devices_per_alias,
+                webhooks: a.webhook_url.is_some(),
+            })
+            .collect();
+        let settings = EngineSettings {
+            retry: config.delivery.retry(),
+            default_ttl: Duration::from_secs(config.delivery.default_ttl_seconds),
+            max_ttl: Duration::from_secs(config.delivery.max_ttl_seconds),
+        };
+        let engine = Engine::new(store.clone(), providers.clone(), apps, settings);
+        let webhooks = WebhookSender::new(
+            &config.apps,
+            Duration::from_millis(config.webhooks.timeout_ms),
+        )
+        .map_err(GatewayError::Webhooks)?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut workers = Vec::new();
+        for provider in providers {
+            workers.push(tokio::spawn(run_provider(
+                engine.clone(),
+                provider,
+                shutdown_rx.clone(),
+            )));
+        }
+        workers.push(tokio::spawn(run_expiry(
+            engine.clone(),
+            shutdown_rx.clone(),
+        )));
+        let event_settings = EventSettings {
+            concurrency: config.webhooks.concurrency,
+            retry: config.webhooks.retry(),
+        };
+        workers.push(tokio::spawn(run_events(
+            engine.clone(),
+            Arc::new(webhooks),
+            event_settings,
+            shutdown_rx.clone(),
+        )));
+
+        let addr = config.listen_addr().map_err(GatewayError::Address)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+        let state = Arc::new(ApiState {
+            engine,
+            keys: ApiKeys::new(&config.apps),
+            max_body: config.server.max_body_bytes,
+            metrics,
+            ready: true.into(),
+        });
+        let server = tokio::spawn(http::serve(listener, state.clone(), shutdown_rx, grace));
+        Ok(Gateway {
+            addr,
+            state,
+            store,
+            shutdown,
+            server,
+            workers,
+            grace,
+        })
+    }
+
+    /// The address the HTTP server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The engine (for embedding and tests).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.state.engine
+    }
+
+    /// Stops accepting, lets open requests and in-flight sends finish (up to the grace
+    /// period; anything unfinished stays in the durable outbox), and flushes the store.
+    pub async fn shutdown(self) {
+        self.state.ready.store(false, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        let all = async {
+            let _ = self.server.await;
+            for w in self.workers {
+                let _ = w.await;
+            }
+        };
+        if tokio::time::timeout(self.grace, all).await.is_err() {
+            tracing::warn!("shutdown grace period passed; unfinished work stays queued on disk");
+        }
+        if let Err(e) = self.store.commit().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// The embedded default's API key: read from `data_dir/demo-api-key`, or generated and
+/// saved there (mode 0600) on first start. Returns the key and whether it is new.
+pub fn default_api_key(data_dir: &Path) -> Result<(String, PathBuf, bool), GatewayError> {
+    let io = |source| GatewayError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let path = data_dir.join("demo-api-key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let key = existing.trim().to_string();
+        if key.len() >= crate::config::MIN_API_KEY_CHARS {
+            return Ok((key, path, false));
+        }
+    }
+    let key = format!("pg_{}", hex::encode(rand::thread_rng().gen::<[u8; 20]>()));
+    write_private(&path, &key).map_err(io)?;
+    Ok((key, path, true))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}

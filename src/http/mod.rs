@@ -1,0 +1,114 @@
+//! The public HTTP API (hyper 1, HTTP/1.1): the accept loop with graceful shutdown, and
+//! per-request routing, error mapping and metrics.
+
+mod auth;
+pub mod request;
+pub mod response;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use pushgate_core::metrics as m;
+use pushgate_core::Engine;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use auth::ApiKeys;
+use response::{ApiError, HttpResponse};
+use routes::Route;
+
+/// Longest a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every request handler can reach.
+pub struct ApiState {
+    pub engine: Arc<Engine>,
+    pub keys: ApiKeys,
+    pub max_body: usize,
+    pub metrics: Option<PrometheusHandle>,
+    /// True while the gateway serves (false while starting or shutting down).
+    pub ready: AtomicBool,
+}
+
+/// Serves connections until `shutdown` turns true, then lets open requests finish for up
+/// to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = service_fn(move |request| handle(state.clone(), request));
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => tracing::warn!("open connections did not finish within the shutdown grace period"),
+    }
+}
+
+async fn handle(
+    state: Arc<ApiState>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
+    let started = Instant::now();
+    let (label, response) = match Route::parse(request.uri().path()) {
+        Ok(Some(route)) => {
+            let label = route.label();
+            let response = routes::dispatch(&state, route, request)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+            (label, response)
+        }
+        Ok(None) => {
+            let message = format!("no route for {}", request.uri().path());
+            (
+                "unmatched",
+                ApiError::not_found("not_found", message).into_response(),
+            )
+        }
+        Err(e) => ("unmatched", e.into_response()),
+    };
+    let code = response.status().as_u16().to_string();
+    metrics::counter!(m::HTTP_REQUESTS_TOTAL, "route" => label, "code" => code).increment(1);
+    metrics::histogram!(m::HTTP_REQUEST_SECONDS, "route" => label)
+        .record(started.elapsed().as_secs_f64());
+    Ok(response)
+}

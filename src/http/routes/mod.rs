@@ -1,0 +1,226 @@
+//! The route table: path → route (with its metric label and allowed methods) → handler.
+
+mod aliases;
+mod callbacks;
+mod messages;
+mod mock;
+mod ops;
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use hyper::body::Incoming;
+use hyper::Request;
+
+use super::request::segment;
+use super::response::{ApiError, HttpResponse};
+use super::ApiState;
+
+/// A matched route with its decoded path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+    AliasDevices {
+        app: String,
+        alias: String,
+    },
+    Alias {
+        app: String,
+        alias: String,
+    },
+    AliasDevice {
+        app: String,
+        alias: String,
+        provider: String,
+        cid: String,
+    },
+    Device {
+        app: String,
+        provider: String,
+        cid: String,
+    },
+    Messages {
+        app: String,
+    },
+    Message {
+        app: String,
+        id: String,
+    },
+    Receipts {
+        provider: String,
+    },
+    MockInbox {
+        provider: String,
+        cid: String,
+    },
+}
+
+impl Route {
+    /// Matches a path; `Ok(None)` if nothing matches.
+    pub fn parse(path: &str) -> Result<Option<Route>, ApiError> {
+        let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        let s = |i: usize| segment(parts[i]);
+        let route = match parts.as_slice() {
+            ["healthz"] => Route::Healthz,
+            ["readyz"] => Route::Readyz,
+            ["metrics"] => Route::Metrics,
+            ["v1", "apps", _, "aliases", _, "devices"] => Route::AliasDevices {
+                app: s(2)?,
+                alias: s(4)?,
+            },
+            ["v1", "apps", _, "aliases", _] => Route::Alias {
+                app: s(2)?,
+                alias: s(4)?,
+            },
+            ["v1", "apps", _, "aliases", _, "devices", _, _] => Route::AliasDevice {
+                app: s(2)?,
+                alias: s(4)?,
+                provider: s(6)?,
+                cid: s(7)?,
+            },
+            ["v1", "apps", _, "devices", _, _] => Route::Device {
+                app: s(2)?,
+                provider: s(4)?,
+                cid: s(5)?,
+            },
+            ["v1", "apps", _, "messages"] => Route::Messages { app: s(2)? },
+            ["v1", "apps", _, "messages", _] => Route::Message {
+                app: s(2)?,
+                id: s(4)?,
+            },
+            ["v1", "callbacks", _, "receipts"] => Route::Receipts { provider: s(2)? },
+            ["v1", "mock", _, "devices", _, "inbox"] => Route::MockInbox {
+                provider: s(2)?,
+                cid: s(4)?,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(route))
+    }
+
+    /// The low-cardinality label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+            Route::AliasDevices { .. } => "/v1/apps/{app}/aliases/{alias}/devices",
+            Route::Alias { .. } => "/v1/apps/{app}/aliases/{alias}",
+            Route::AliasDevice { .. } => "/v1/apps/{app}/aliases/{alias}/devices/{provider}/{cid}",
+            Route::Device { .. } => "/v1/apps/{app}/devices/{provider}/{cid}",
+            Route::Messages { .. } => "/v1/apps/{app}/messages",
+            Route::Message { .. } => "/v1/apps/{app}/messages/{message_id}",
+            Route::Receipts { .. } => "/v1/callbacks/{provider}/receipts",
+            Route::MockInbox { .. } => "/v1/mock/{provider}/devices/{cid}/inbox",
+        }
+    }
+
+    fn allowed(&self) -> &'static str {
+        match self {
+            Route::AliasDevices { .. } | Route::Messages { .. } | Route::Receipts { .. } => "POST",
+            Route::Alias { .. } => "GET, DELETE",
+            Route::AliasDevice { .. } => "DELETE",
+            _ => "GET",
+        }
+    }
+
+    /// The app whose API key the route needs, if any.
+    pub fn app(&self) -> Option<&str> {
+        match self {
+            Route::AliasDevices { app, .. }
+            | Route::Alias { app, .. }
+            | Route::AliasDevice { app, .. }
+            | Route::Device { app, .. }
+            | Route::Messages { app }
+            | Route::Message { app, .. } => Some(app),
+            _ => None,
+        }
+    }
+}
+
+fn method_not_allowed(route: &Route) -> HttpResponse {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} accepts {}", route.label(), route.allowed()),
+    )
+    .into_response();
+    if let Ok(v) = http::HeaderValue::from_str(route.allowed()) {
+        response.headers_mut().insert(http::header::ALLOW, v);
+    }
+    response
+}
+
+/// Runs the handler for a matched route.
+pub async fn dispatch(
+    state: &Arc<ApiState>,
+    route: Route,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let method = request.method().clone();
+    if let Some(app) = route.app() {
+        state.keys.check(app, request.headers())?;
+    }
+    let response = match (method, route) {
+        (Method::GET, Route::Healthz) => ops::healthz(),
+        (Method::GET, Route::Readyz) => ops::readyz(state),
+        (Method::GET, Route::Metrics) => ops::metrics(state),
+        (Method::POST, Route::AliasDevices { app, alias }) => {
+            aliases::bind(state, &app, &alias, request).await?
+        }
+        (Method::GET, Route::Alias { app, alias }) => aliases::get(state, &app, &alias).await?,
+        (Method::DELETE, Route::Alias { app, alias }) => {
+            aliases::unbind_all(state, &app, &alias).await?
+        }
+        (
+            Method::DELETE,
+            Route::AliasDevice {
+                app,
+                alias,
+                provider,
+                cid,
+            },
+        ) => aliases::unbind_one(state, &app, &alias, provider, cid).await?,
+        (Method::GET, Route::Device { app, provider, cid }) => {
+            aliases::device(state, &app, provider, cid).await?
+        }
+        (Method::POST, Route::Messages { app }) => messages::send(state, &app, request).await?,
+        (Method::GET, Route::Message { app, id }) => messages::get(state, &app, &id).await?,
+        (Method::POST, Route::Receipts { provider }) => {
+            callbacks::receipts(state, &provider, request).await?
+        }
+        (Method::GET, Route::MockInbox { provider, cid }) => mock::inbox(state, &provider, &cid)?,
+        (_, route) => method_not_allowed(&route),
+    };
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_and_decode() {
+        assert_eq!(
+            Route::parse("/v1/apps/demo/aliases/%E7%94%A8%E6%88%B7/devices")
+                .ok()
+                .flatten(),
+            Some(Route::AliasDevices {
+                app: "demo".into(),
+                alias: "用户".into()
+            })
+        );
+        assert_eq!(
+            Route::parse("/v1/apps/demo/messages/").ok().flatten(),
+            Some(Route::Message {
+                app: "demo".into(),
+                id: "".into()
+            })
+        );
+        assert_eq!(Route::parse("/v1/apps/demo").ok().flatten(), None);
+        assert_eq!(Route::parse("/nope").ok().flatten(), None);
+        assert!(Route::parse("/v1/apps/demo/aliases/%FF/devices").is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! Health, readiness and the Prometheus scrape.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::StatusCode;
+
+use crate::http::response::{json, text, HttpResponse};
+use crate::http::ApiState;
+
+pub fn healthz() -> HttpResponse {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// 200 once the store is open and the workers run; 503 while starting or shutting down.
+pub fn readyz(state: &Arc<ApiState>) -> HttpResponse {
+    if state.ready.load(Ordering::SeqCst) {
+        json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "not_ready"}),
+        )
+    }
+}
+
+pub fn metrics(state: &Arc<ApiState>) -> HttpResponse {
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    text(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        body,
+    )
+}

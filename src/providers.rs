@@ -1,0 +1,29 @@
+//! Builds the configured providers (every built-in adapter kind is wired here).
+
+use std::sync::Arc;
+
+use pushgate_core::provider::Provider;
+use pushgate_mock::MockProvider;
+
+use crate::config::{ProviderConfig, ProviderSpec};
+
+/// A provider that could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("provider {name:?}: {reason}")]
+pub struct BuildError {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Builds one provider from its validated config.
+pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BuildError> {
+    let fail = |reason: String| BuildError {
+        name: config.name.clone(),
+        reason,
+    };
+    match &config.spec {
+        ProviderSpec::Mock(settings) => MockProvider::new(&config.name, settings.clone())
+            .map(|p| Arc::new(p) as Arc<dyn Provider>)
+            .map_err(|e| fail(e.to_string())),
+    }
+}

@@ -1,0 +1,185 @@
+//! Signed webhook events to app servers over HTTP(S): the gateway's [`EventTransport`].
+//!
+//! Body: `{"id","type","app","created_at","data"}`. Headers: `X-Pushgate-Event-Id` and
+//! `X-Pushgate-Signature: sha256=<hex HMAC-SHA256 of the raw body with the app's secret>`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use pushgate_core::clock::rfc3339;
+use pushgate_core::events::{EventFailure, EventTransport};
+use pushgate_core::model::EventRecord;
+use sha2::Sha256;
+
+use crate::config::AppConfig;
+use crate::http_client::{self, HttpClient};
+
+/// Largest app server answer read (the rest is ignored).
+const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// Checks a webhook URL: absolute http(s) with a host.
+pub fn check_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| format!("{url:?} is not a valid URL"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("{url:?} must start with http:// or https://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(uri)
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, body)>`.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The JSON body of an event.
+pub fn event_body(event: &EventRecord) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": event.id,
+        "type": event.kind.as_str(),
+        "app": event.app,
+        "created_at": rfc3339(event.created_at),
+        "data": event.data,
+    }))
+    .unwrap_or_default()
+}
+
+struct Target {
+    url: Uri,
+    secret: Vec<u8>,
+}
+
+/// Posts events to each app's `webhook_url`.
+pub struct WebhookSender {
+    client: HttpClient,
+    targets: HashMap<String, Target>,
+    timeout: Duration,
+}
+
+impl WebhookSender {
+    /// A sender for the apps that have a webhook.
+    pub fn new(apps: &[AppConfig], timeout: Duration) -> Result<Self, String> {
+        let mut targets = HashMap::new();
+        for app in apps {
+            if let (Some(url), Some(secret)) = (&app.webhook_url, &app.webhook_secret) {
+                targets.insert(
+                    app.id.clone(),
+                    Target {
+                        url: check_url(url)?,
+                        secret: secret.as_bytes().to_vec(),
+                    },
+                );
+            }
+        }
+        Ok(WebhookSender {
+            client: http_client::build()?,
+            targets,
+            timeout,
+        })
+    }
+}
+
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn failure(message: String) -> EventFailure {
+    EventFailure {
+        message,
+        retry_after: None,
+        permanent: false,
+    }
+}
+
+#[async_trait]
+impl EventTransport for WebhookSender {
+    async fn deliver(&self, event: &EventRecord) -> Result<(), EventFailure> {
+        let Some(target) = self.targets.get(&event.app) else {
+            return Err(EventFailure {
+                message: format!("app {:?} has no webhook_url", event.app),
+                retry_after: None,
+                permanent: true,
+            });
+        };
+        let body = event_body(event);
+        let request = Request::post(target.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("pushgate/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("x-pushgate-event-id", event.id.to_string())
+            .header("x-pushgate-signature", signature(&target.secret, &body))
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| failure(format!("cannot build the request: {e}")))?;
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| failure(format!("no answer within {} ms", self.timeout.as_millis())))?
+            .map_err(|e| failure(format!("request failed: {e}")))?;
+        let status = response.status();
+        let wait = retry_after(response.headers());
+        // Read (bounded) so the connection can be reused.
+        let _ = tokio::time::timeout(
+            self.timeout,
+            Limited::new(response.into_body(), MAX_REPLY_BYTES).collect(),
+        )
+        .await;
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(EventFailure {
+            message: format!("app server answered {status}"),
+            retry_after: if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                wait
+            } else {
+                None
+            },
+            permanent: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(check_url("http://127.0.0.1:3000/pushgate").is_ok());
+        assert!(check_url("https://example.com/hook").is_ok());
+        assert!(check_url("ftp://example.com/").is_err());
+        assert!(check_url("/relative").is_err());
+        assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
