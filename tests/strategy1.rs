@@ -1,0 +1,328 @@
+//! Strategy 1 end to end: alias push, receipts, webhooks, sender notification,
+//! idempotency, restart recovery and TTL expiry, against the real gateway binary.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::json;
+use support::app_server::AppServer;
+use support::eventually;
+use support::gateway::{config, GatewayProcess, WEBHOOK_SECRET};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn verify_signature(body: &[u8], header: &str) -> bool {
+    pushgate::webhook::signature(WEBHOOK_SECRET.as_bytes(), body) == header
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_to_bob_is_delivered_and_both_sides_are_told() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = AppServer::start().await;
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), Some(&app.url), "", ""));
+    let api = gw.api();
+    assert_eq!(
+        api.bind("alice", "mock", "alice-phone").await.status,
+        StatusCode::OK
+    );
+    let bob = api.bind("bob", "mock", "bob-phone").await;
+    assert_eq!(bob.status, StatusCode::OK);
+    assert_eq!(bob.json["devices"][0]["cid"], "bob-phone");
+
+    let sent = api
+        .send(&json!({"to": {"alias": "bob"}, "from": "alice", "payload": {"text": "hi bob"}, "notify_sender": true}))
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
+    assert_eq!(sent.json["deliveries"], 1);
+    let id = sent.json["message_id"]
+        .as_str()
+        .expect("message id")
+        .to_string();
+
+    eventually(WAIT, "bob's delivery to reach delivered", || {
+        let api = api.clone();
+        let id = id.clone();
+        async move { (api.states(&id).await == ["delivered"]).then_some(()) }
+    })
+    .await;
+    let status = api.message(&id).await.json;
+    assert_eq!(status["from"], "alice");
+    assert_eq!(status["to"], json!({"alias": "bob"}));
+    let history: Vec<&str> = status["deliveries"][0]["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|t| t["state"].as_str())
+        .collect();
+    assert_eq!(history, ["queued", "sending", "sent", "delivered"]);
+
+    let inbox = api.inbox("mock", "bob-phone").await;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["payload"], json!({"text": "hi bob"}));
+    assert_eq!(inbox[0]["from"], "alice");
+
+    // The app server hears about it, signed.
+    let events = eventually(WAIT, "message.delivered webhook", || {
+        let app = app.clone();
+        async move {
+            let e = app.accepted_events("message.delivered");
+            (!e.is_empty()).then_some(e)
+        }
+    })
+    .await;
+    assert_eq!(
+        events.len(),
+        1,
+        "only the app message emits events, not the receipt push"
+    );
+    let event = &events[0];
+    let signature = event.headers["x-pushgate-signature"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        verify_signature(&event.body, signature),
+        "webhook signature must verify"
+    );
+    assert!(!verify_signature(b"tampered", signature));
+    assert_eq!(
+        event.headers["x-pushgate-event-id"].to_str().ok(),
+        event.json["id"].as_str()
+    );
+    assert_eq!(event.json["app"], "demo");
+    assert_eq!(event.json["data"]["message_id"], id.as_str());
+    assert_eq!(event.json["data"]["delivery"]["cid"], "bob-phone");
+
+    // And alice's device gets the receipt push.
+    let receipts = eventually(WAIT, "receipt push to alice", || {
+        let api = api.clone();
+        async move {
+            let inbox = api.inbox("mock", "alice-phone").await;
+            (!inbox.is_empty()).then_some(inbox)
+        }
+    })
+    .await;
+    assert_eq!(
+        receipts[0]["payload"],
+        json!({"type": "receipt", "message_id": id, "state": "delivered"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_request_id_sends_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", ""));
+    let api = gw.api();
+    api.bind("bob", "mock", "bob-phone").await;
+    let body = json!({"to": {"alias": "bob"}, "payload": {"n": 1}, "request_id": "order-42"});
+    let first = api.send(&body).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    let second = api.send(&body).await;
+    assert_eq!(second.status, StatusCode::OK, "a replay answers 200");
+    assert_eq!(first.json["message_id"], second.json["message_id"]);
+    let conflict = api
+        .send(&json!({"to": {"alias": "bob"}, "payload": {"n": 2}, "request_id": "order-42"}))
+        .await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    assert_eq!(conflict.code(), "idempotency_conflict");
+
+    let id = first.json["message_id"].as_str().expect("id").to_string();
+    eventually(WAIT, "delivery", || {
+        let api = api.clone();
+        let id = id.clone();
+        async move { (api.states(&id).await == ["delivered"]).then_some(()) }
+    })
+    .await;
+    // A third replay after delivery still returns the same message and sends nothing.
+    assert_eq!(
+        api.send(&body).await.json["message_id"],
+        first.json["message_id"]
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(api.inbox("mock", "bob-phone").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_flight_resumes_every_delivery_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("mock-state");
+    // Every delivery fails its first two attempts, so a stop finds them retrying.
+    let mock = format!(
+        "fail_first_attempts = 2\nstate_dir = \"{}\"",
+        state.display()
+    );
+    let delivery = "[delivery]\nretry_base_ms = 400\nretry_max_ms = 800";
+    let cfg = config(dir.path(), None, &mock, delivery);
+    let mut gw = GatewayProcess::start(dir.path(), &cfg);
+    let api = gw.api();
+    for (alias, cid) in [
+        ("bob", "bob-phone"),
+        ("bob", "bob-tablet"),
+        ("carol", "carol-phone"),
+    ] {
+        assert_eq!(api.bind(alias, "mock", cid).await.status, StatusCode::OK);
+    }
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let to = if i % 2 == 0 { "bob" } else { "carol" };
+        let r = api
+            .send(&json!({"to": {"alias": to}, "payload": {"seq": i}}))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        ids.push(r.json["message_id"].as_str().expect("id").to_string());
+    }
+    let pending: usize = {
+        let mut n = 0;
+        for id in &ids {
+            n += api
+                .states(id)
+                .await
+                .iter()
+                .filter(|s| *s != "delivered")
+                .count();
+        }
+        n
+    };
+    assert!(
+        pending > 0,
+        "the stop must find deliveries still in flight or retrying"
+    );
+    assert_eq!(gw.stop(), Some(0), "graceful stop exits 0");
+
+    let gw = GatewayProcess::start(dir.path(), &cfg);
+    let api = gw.api();
+    for id in &ids {
+        eventually(WAIT, "every delivery to finish after the restart", || {
+            let api = api.clone();
+            let id = id.clone();
+            async move {
+                api.states(&id)
+                    .await
+                    .iter()
+                    .all(|s| s == "delivered")
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for cid in ["bob-phone", "bob-tablet", "carol-phone"] {
+        for entry in api.inbox("mock", cid).await {
+            *seen
+                .entry((
+                    cid.to_string(),
+                    entry["message_id"].as_str().unwrap_or("").to_string(),
+                ))
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        30,
+        "10 messages to bob's 2 devices and 10 to carol's 1"
+    );
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "no device got a message twice: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_shorter_than_the_outage_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = AppServer::start().await;
+    let cfg = config(
+        dir.path(),
+        Some(&app.url),
+        "fail_first_attempts = 1000",
+        "[delivery]\nretry_base_ms = 200\nretry_max_ms = 300",
+    );
+    let gw = GatewayProcess::start(dir.path(), &cfg);
+    let api = gw.api();
+    api.bind("bob", "mock", "bob-phone").await;
+    let r = api
+        .send(&json!({"to": {"alias": "bob"}, "payload": "x", "ttl_seconds": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let id = r.json["message_id"].as_str().expect("id").to_string();
+    eventually(WAIT, "the delivery to expire", || {
+        let api = api.clone();
+        let id = id.clone();
+        async move { (api.states(&id).await == ["expired"]).then_some(()) }
+    })
+    .await;
+    let status = api.message(&id).await.json;
+    assert_eq!(status["deliveries"][0]["error"]["code"], "mock_outage");
+    assert!(status["deliveries"][0]["attempts"].as_u64().unwrap_or(0) >= 1);
+    let events = eventually(WAIT, "message.expired webhook", || {
+        let app = app.clone();
+        async move {
+            let e = app.accepted_events("message.expired");
+            (!e.is_empty()).then_some(e)
+        }
+    })
+    .await;
+    assert_eq!(events[0].json["data"]["message_id"], id.as_str());
+    assert!(api.inbox("mock", "bob-phone").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_fail_at_once_and_webhooks_retry_until_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = AppServer::start().await;
+    app.answer(503);
+    let cfg = config(
+        dir.path(),
+        Some(&app.url),
+        "",
+        "[webhooks]\nretry_base_ms = 100\nretry_max_ms = 200",
+    );
+    let gw = GatewayProcess::start(dir.path(), &cfg);
+    let api = gw.api();
+    // The mock treats cids starting with "unknown" as unknown devices.
+    let r = api
+        .send(&json!({"to": {"device": {"provider": "mock", "cid": "unknown-1"}}, "payload": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let id = r.json["message_id"].as_str().expect("id").to_string();
+    eventually(WAIT, "the delivery to fail", || {
+        let api = api.clone();
+        let id = id.clone();
+        async move { (api.states(&id).await == ["failed"]).then_some(()) }
+    })
+    .await;
+    let status = api.message(&id).await.json;
+    assert_eq!(
+        status["deliveries"][0]["attempts"], 1,
+        "a permanent failure is not retried"
+    );
+    assert_eq!(status["deliveries"][0]["error"]["code"], "unknown_cid");
+
+    // The app server is down: the event is retried, then accepted once it is up.
+    eventually(WAIT, "a few refused webhook attempts", || {
+        let app = app.clone();
+        async move { (app.received().len() >= 2).then_some(()) }
+    })
+    .await;
+    app.answer(200);
+    let events = eventually(WAIT, "message.failed accepted", || {
+        let app = app.clone();
+        async move {
+            let e = app.accepted_events("message.failed");
+            (!e.is_empty()).then_some(e)
+        }
+    })
+    .await;
+    let all = app.received();
+    let ids: Vec<&str> = all.iter().filter_map(|r| r.json["id"].as_str()).collect();
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "every retry carries the same event id"
+    );
+    assert_eq!(
+        events[0].json["data"]["delivery"]["error"]["code"],
+        "unknown_cid"
+    );
+}

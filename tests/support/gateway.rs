@@ -1,0 +1,145 @@
+//! The real `pushgate` binary, started as a child process on an ephemeral port.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::client::Api;
+
+pub const API_KEY: &str = "test-api-key-0123456789";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123";
+pub const MOCK_SECRET: &str = "mock-receipt-secret";
+
+/// A config for app `demo` on provider `mock`; `extra_mock` adds mock keys, `webhook`
+/// sets the app's webhook URL, `extra` is appended (e.g. a `[delivery]` table).
+pub fn config(data_dir: &Path, webhook: Option<&str>, extra_mock: &str, extra: &str) -> String {
+    let webhook = webhook
+        .map(|url| format!("webhook_url = \"{url}\"\nwebhook_secret = \"{WEBHOOK_SECRET}\"\n"))
+        .unwrap_or_default();
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+max_body_bytes = 4096
+shutdown_grace_ms = 5000
+
+[[apps]]
+id = "demo"
+api_keys = ["{API_KEY}"]
+default_provider = "mock"
+{webhook}
+[[providers]]
+name = "mock"
+kind = "mock"
+secret = "{MOCK_SECRET}"
+receipt_delay_ms = 5
+{extra_mock}
+
+{extra}
+"#,
+        data = data_dir.display()
+    )
+}
+
+/// A running gateway process.
+pub struct GatewayProcess {
+    child: Option<Child>,
+    pub url: String,
+    pub config_path: PathBuf,
+    pub stdout_lines: Vec<String>,
+}
+
+impl GatewayProcess {
+    /// Writes `config` to `dir/pushgate.toml` and starts `pushgate serve` on it.
+    pub fn start(dir: &Path, config: &str) -> GatewayProcess {
+        let config_path = dir.join("pushgate.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let path = config_path.to_str().expect("utf-8 path").to_string();
+        Self::spawn(&["serve", "--config", &path], config_path)
+    }
+
+    /// Starts `pushgate` with `args`, waiting for its "listening on" line.
+    pub fn spawn(args: &[&str], config_path: PathBuf) -> GatewayProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pushgate");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let url = line
+                        .strip_prefix("pushgate listening on ")
+                        .map(str::to_string);
+                    lines.push(line);
+                    if let Some(url) = url {
+                        return GatewayProcess {
+                            child: Some(child),
+                            url,
+                            config_path,
+                            stdout_lines: lines,
+                        };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    panic!("pushgate did not start (exit {status:?}); stdout: {lines:?}");
+                }
+            }
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.url, Some(API_KEY))
+    }
+
+    /// Graceful stop (SIGTERM); returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("pushgate did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Abrupt stop (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
