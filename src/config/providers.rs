@@ -79,7 +79,7 @@ fn settings<T: DeserializeOwned>(raw: &RawProvider, at: &Located<'_>) -> Result<
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let inner = inner.trim_end();
+        let inner = inner.lines().next().unwrap_or("").trim_end();
         // An unknown key is named in the message itself; the path is the table then.
         let key = inner
             .strip_prefix("unknown field `")

@@ -1,1 +1,126 @@
+use super::*;
 
+fn env(name: &str) -> Option<String> {
+    match name {
+        "DEMO_API_KEY" => Some("k".repeat(20)),
+        "DEMO_WEBHOOK_SECRET" => Some("s".repeat(20)),
+        _ => None,
+    }
+}
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+data_dir = "./pushgate-data"
+max_body_bytes = 65536
+
+[[apps]]
+id = "demo"
+api_keys = ["${DEMO_API_KEY}"]
+webhook_url = "http://127.0.0.1:3000/pushgate"
+webhook_secret = "${DEMO_WEBHOOK_SECRET}"
+default_provider = "mock"
+
+[[providers]]
+name = "mock"
+kind = "mock"
+receipt_delay_ms = 5
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse("pushgate.toml", text, &env)
+}
+
+#[test]
+fn the_design_example_parses_with_expansion() {
+    let config = parse(GOOD).expect("valid");
+    assert_eq!(config.apps[0].api_keys[0], "k".repeat(20));
+    assert_eq!(config.providers[0].name, "mock");
+    match &config.providers[0].spec {
+        ProviderSpec::Mock(m) => assert_eq!(m.receipt_delay_ms, 5),
+    }
+    assert!(
+        !format!("{:?}", config.apps[0]).contains(&"k".repeat(20)),
+        "Debug redacts keys"
+    );
+}
+
+fn error_of(text: &str) -> ConfigError {
+    parse(text).expect_err("invalid")
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line() {
+    let e = error_of(&GOOD.replace(
+        "max_body_bytes = 65536",
+        "max_body_bytes = 65536\nmax_bodyy = 1",
+    ));
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(e.message.contains("max_bodyy"), "{e}");
+
+    let e = error_of(&GOOD.replace(
+        "receipt_delay_ms = 5",
+        "receipt_delay_ms = 5\nreceipt_delai = 1",
+    ));
+    assert_eq!(e.line, Some(18), "{e}");
+    assert!(e.message.contains("receipt_delai"), "{e}");
+    assert!(e.to_string().starts_with("pushgate.toml:18: "), "{e}");
+}
+
+#[test]
+fn bad_values_name_key_and_line() {
+    let e = error_of(&GOOD.replace("receipt_delay_ms = 5", "receipt_delay_ms = \"soon\""));
+    assert_eq!(e.line, Some(17), "{e}");
+    assert!(e.message.contains("receipt_delay_ms"), "{e}");
+    assert!(!e.message.contains('\n'), "{e}");
+
+    let e = error_of(&GOOD.replace("receipt_delay_ms = 5", "transient_failure_rate = 2.0"));
+    assert!(e.message.contains("transient_failure_rate"), "{e}");
+
+    let e = error_of(&GOOD.replace("kind = \"mock\"", "kind = \"carrier-pigeon\""));
+    assert_eq!(e.line, Some(16), "{e}");
+    assert!(e.message.contains("unknown kind"), "{e}");
+
+    let e = error_of(&GOOD.replace("listen = \"127.0.0.1:8080\"", "listen = \"localhost\""));
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.message.contains("server.listen"), "{e}");
+
+    let e = error_of(&GOOD.replace(
+        "default_provider = \"mock\"",
+        "default_provider = \"getui\"",
+    ));
+    assert!(e.message.contains("default_provider"), "{e}");
+    assert_eq!(e.line, Some(12), "{e}");
+
+    let e = error_of(&GOOD.replace("\"${DEMO_API_KEY}\"", "\"short\""));
+    assert!(e.message.contains("shorter than"), "{e}");
+
+    let e = error_of(&GOOD.replace("webhook_secret = \"${DEMO_WEBHOOK_SECRET}\"\n", ""));
+    assert!(e.message.contains("webhook_secret"), "{e}");
+
+    let e = error_of(&GOOD.replace("http://127.0.0.1:3000/pushgate", "ftp://x"));
+    assert!(e.message.contains("webhook_url"), "{e}");
+
+    let e = error_of(&format!(
+        "{GOOD}\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\n"
+    ));
+    assert!(e.message.contains("defined twice"), "{e}");
+
+    let e = error_of(&GOOD.replace("${DEMO_API_KEY}", "${MISSING_KEY}"));
+    assert_eq!(e.line, Some(9), "{e}");
+    assert!(e.message.contains("MISSING_KEY"), "{e}");
+
+    let e = error_of("[server]\n");
+    assert!(e.message.contains("[[apps]]"), "{e}");
+
+    let e = error_of("this is = = not toml");
+    assert_eq!(e.line, Some(1), "{e}");
+}
+
+#[test]
+fn the_embedded_default_is_valid() {
+    let c = Config::embedded("./d".into(), "k".repeat(20));
+    assert_eq!(c.apps[0].id, "demo");
+    assert_eq!(c.apps[0].default_provider, "mock");
+    assert!(c.listen_addr().is_ok());
+}
