@@ -7,7 +7,14 @@ use serde_json::json;
 use support::gateway::{config, GatewayProcess, API_KEY, MOCK_SECRET};
 
 /// Method, path, API key, body, expected status, expected error code.
-type Case<'a> = (Method, String, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+type Case<'a> = (
+    Method,
+    String,
+    Option<&'a str>,
+    Vec<u8>,
+    StatusCode,
+    &'a str,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_change_nothing() {

@@ -151,21 +151,24 @@ impl Engine {
                 Ok(())
             }
             ReceiptStatus::Delivered => {
+                self.settle(message, delivery, DeliveryState::Delivered, now, ops);
+                metrics::histogram!(m::ACCEPT_TO_DELIVERED_SECONDS, "provider" => delivery.provider.clone())
+                    .record(now.saturating_sub(message.created_at) as f64 / 1000.0);
+                let wants_receipt = message.notify_sender && !message.system;
+                let Some(from) = message.from.as_deref().filter(|_| wants_receipt) else {
+                    return Ok(());
+                };
+                // Tell the sender once: when the first of the recipient's devices has it.
                 let first = self
                     .store
                     .deliveries(message.id)
                     .await?
                     .iter()
                     .all(|d| d.id == delivery.id || d.state != DeliveryState::Delivered);
-                self.settle(message, delivery, DeliveryState::Delivered, now, ops);
-                metrics::histogram!(m::ACCEPT_TO_DELIVERED_SECONDS, "provider" => delivery.provider.clone())
-                    .record(now.saturating_sub(message.created_at) as f64 / 1000.0);
-                match (
-                    &message.from,
-                    first && message.notify_sender && !message.system,
-                ) {
-                    (Some(from), true) => self.plan_sender_receipt(message, from, now, ops).await,
-                    _ => Ok(()),
+                if first {
+                    self.plan_sender_receipt(message, from, now, ops).await
+                } else {
+                    Ok(())
                 }
             }
         }
