@@ -1,0 +1,365 @@
+//! The Getui `Provider`: transmission pushes by cid (batched when several wait), alias
+//! delegation, remote alias resolution with a short cache, receipt verification.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pushgate_core::provider::{
+    CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, Provider, ProviderError,
+    ProviderLimits, Sent,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::callbacks;
+use crate::client::GetuiClient;
+use crate::config::GetuiSettings;
+use crate::error::GetuiError;
+use crate::http;
+use crate::wire::{Audience, PushMessage, PushRequest, PushResult, Settings};
+
+/// Getui's limit on a transmission payload.
+pub const MAX_TRANSMISSION_CHARS: usize = 3072;
+/// Getui's longest offline TTL: 3 days.
+const MAX_TTL_MS: u128 = 3 * 24 * 3600 * 1000;
+/// The per-cid status of a push to a device inactive for 90 days: not sent.
+const IGNORED: &str = "successed_ignore";
+
+struct Job {
+    push: PushRequest,
+    cid: String,
+    reply: oneshot::Sender<Result<Sent, ProviderError>>,
+}
+
+type AliasCache = Mutex<HashMap<(String, String), (Instant, Vec<String>)>>;
+
+/// A Getui app as a pushgate provider.
+pub struct GetuiProvider {
+    name: String,
+    settings: GetuiSettings,
+    client: Arc<GetuiClient>,
+    jobs: Option<mpsc::UnboundedSender<Job>>,
+    alias_cache: AliasCache,
+}
+
+impl GetuiProvider {
+    /// Builds the provider; with batching on, starts its batcher (needs a Tokio runtime).
+    pub fn new(name: &str, settings: GetuiSettings) -> Result<Self, GetuiError> {
+        settings.validate()?;
+        let client = Arc::new(GetuiClient::new(
+            settings.clone(),
+            http::client(settings.concurrency),
+        ));
+        let jobs = (settings.max_batch > 1).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run_batcher(client.clone(), rx, settings.max_batch));
+            tx
+        });
+        Ok(GetuiProvider {
+            name: name.to_string(),
+            settings,
+            client,
+            jobs,
+            alias_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The REST client (for tests and tools).
+    pub fn client(&self) -> &GetuiClient {
+        &self.client
+    }
+
+    fn forget_alias(&self, app: &str, alias: &str) {
+        self.alias_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(app.to_string(), alias.to_string()));
+    }
+}
+
+/// The transmission text: a JSON string payload as is, anything else as JSON text.
+pub fn transmission(payload: &serde_json::Value) -> String {
+    match payload {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The PushDTO for one delivery.
+pub fn push_request(delivery: &OutboundDelivery) -> Result<PushRequest, ProviderError> {
+    let text = transmission(&delivery.payload);
+    let chars = text.chars().count();
+    if chars > MAX_TRANSMISSION_CHARS {
+        return Err(ProviderError::permanent(
+            "payload_too_large",
+            format!("the payload is {chars} characters; Getui transmissions take at most {MAX_TRANSMISSION_CHARS}"),
+        ));
+    }
+    let ttl = delivery.ttl.as_millis().clamp(1, MAX_TTL_MS) as i64;
+    Ok(PushRequest {
+        request_id: delivery.idempotency_key.clone(),
+        push_message: PushMessage {
+            transmission: Some(text),
+            ..PushMessage::default()
+        },
+        settings: Some(Settings { ttl: Some(ttl) }),
+        audience: Audience {
+            cid: Some(vec![delivery.cid.clone()]),
+            alias: None,
+        },
+    })
+}
+
+/// The outcome for `cid` in a push answer.
+fn outcome(result: &PushResult, cid: &str) -> Result<Sent, ProviderError> {
+    for (taskid, statuses) in result {
+        if let Some(status) = statuses.get(cid) {
+            return if status == IGNORED {
+                Err(ProviderError::permanent(
+                    IGNORED,
+                    "device inactive for 90 days; Getui did not send",
+                ))
+            } else {
+                Ok(Sent {
+                    provider_ref: taskid.clone(),
+                })
+            };
+        }
+    }
+    Err(ProviderError::transient(
+        "missing_result",
+        "getui's answer has no status for this cid",
+    ))
+}
+
+/// Gathers the sends waiting at the same moment into batch pushes (never two for the same
+/// cid in one batch, so each answer maps back unambiguously).
+async fn run_batcher(client: Arc<GetuiClient>, mut rx: mpsc::UnboundedReceiver<Job>, max: usize) {
+    let mut carry: Vec<Job> = Vec::new();
+    loop {
+        if carry.is_empty() {
+            match rx.recv().await {
+                Some(job) => carry.push(job),
+                None => return,
+            }
+        }
+        while carry.len() < max * 2 {
+            match rx.try_recv() {
+                Ok(job) => carry.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut batch = Vec::new();
+        let mut cids = HashSet::new();
+        let mut rest = Vec::new();
+        for job in carry.drain(..) {
+            if batch.len() < max && cids.insert(job.cid.clone()) {
+                batch.push(job);
+            } else {
+                rest.push(job);
+            }
+        }
+        carry = rest;
+        tokio::spawn(push_jobs(client.clone(), batch));
+    }
+}
+
+async fn push_jobs(client: Arc<GetuiClient>, jobs: Vec<Job>) {
+    if jobs.len() == 1 {
+        for job in jobs {
+            let result = client
+                .push_single(&job.push)
+                .await
+                .and_then(|r| outcome(&r, &job.cid));
+            let _ = job.reply.send(result);
+        }
+        return;
+    }
+    let pushes = jobs.iter().map(|j| j.push.clone()).collect();
+    match client.push_batch(pushes).await {
+        Ok(result) => {
+            for job in jobs {
+                let _ = job.reply.send(outcome(&result, &job.cid));
+            }
+        }
+        Err(e) if !e.is_transient() => {
+            // A parameter error fails the whole batch: send each alone so only the bad one fails.
+            for job in jobs {
+                let result = client
+                    .push_single(&job.push)
+                    .await
+                    .and_then(|r| outcome(&r, &job.cid));
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for GetuiProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, delivery: &OutboundDelivery) -> Result<Sent, ProviderError> {
+        let push = push_request(delivery)?;
+        let Some(jobs) = &self.jobs else {
+            let result = self.client.push_single(&push).await?;
+            return outcome(&result, &delivery.cid);
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            push,
+            cid: delivery.cid.clone(),
+            reply,
+        };
+        if jobs.send(job).is_err() {
+            return Err(ProviderError::transient(
+                "stopped",
+                "the getui batcher stopped",
+            ));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(ProviderError::transient(
+                "stopped",
+                "the getui batcher dropped the send",
+            ))
+        })
+    }
+
+    fn limits(&self) -> ProviderLimits {
+        ProviderLimits {
+            concurrency: self.settings.concurrency,
+            qps: self.settings.qps,
+            // Two calls at most (a token refresh, then the push), plus slack.
+            send_timeout: Duration::from_millis(self.settings.timeout_ms * 2 + 1000),
+        }
+    }
+
+    fn parse_receipts(&self, request: &CallbackRequest) -> Result<ParsedReceipts, CallbackError> {
+        Ok(callbacks::parse_receipts(
+            &self.settings.app_id,
+            &self.settings.master_secret,
+            &request.body,
+        ))
+    }
+
+    async fn resolve_alias(&self, app: &str, alias: &str) -> Result<Vec<String>, ProviderError> {
+        if !self.settings.remote_aliases {
+            return Ok(Vec::new());
+        }
+        let key = (app.to_string(), alias.to_string());
+        let ttl = Duration::from_millis(self.settings.remote_alias_cache_ms);
+        if let Some((at, cids)) = self
+            .alias_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            if at.elapsed() < ttl {
+                return Ok(cids.clone());
+            }
+        }
+        let cids = self.client.cids_of_alias(alias).await?;
+        self.alias_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (Instant::now(), cids.clone()));
+        Ok(cids)
+    }
+
+    async fn alias_bound(&self, app: &str, alias: &str, cid: &str) -> Result<(), ProviderError> {
+        self.forget_alias(app, alias);
+        if self.settings.delegate_aliases {
+            self.client.bind_alias(cid, alias).await?;
+        }
+        Ok(())
+    }
+
+    async fn alias_unbound(&self, app: &str, alias: &str, cid: &str) -> Result<(), ProviderError> {
+        self.forget_alias(app, alias);
+        if self.settings.delegate_aliases {
+            self.client.unbind_alias(cid, alias).await?;
+        }
+        Ok(())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pushgate_core::model::{DeliveryId, MessageId};
+
+    fn delivery(payload: serde_json::Value) -> OutboundDelivery {
+        let id = DeliveryId {
+            message: MessageId::generate(),
+            index: 0,
+        };
+        OutboundDelivery {
+            delivery_id: id,
+            message_id: id.message,
+            app: "demo".into(),
+            cid: "cid-1".into(),
+            from: None,
+            payload: Arc::new(payload),
+            ttl: Duration::from_secs(3600),
+            attempt: 1,
+            idempotency_key: id.to_string(),
+        }
+    }
+
+    #[test]
+    fn push_requests_match_the_official_client_shape() {
+        let d = delivery(serde_json::json!({"k": "v", "text": "hello alice"}));
+        let push = push_request(&d).expect("push");
+        let json = serde_json::to_value(&push).expect("json");
+        assert_eq!(
+            json["push_message"]["transmission"],
+            "{\"k\":\"v\",\"text\":\"hello alice\"}"
+        );
+        assert_eq!(json["settings"]["ttl"], 3_600_000);
+        assert_eq!(json["audience"], serde_json::json!({"cid": ["cid-1"]}));
+        let len = json["request_id"].as_str().map(str::len).unwrap_or(0);
+        assert!((10..=32).contains(&len), "request_id has {len} characters");
+        let keys: Vec<&String> = json.as_object().expect("object").keys().collect();
+        assert_eq!(keys.len(), 4);
+    }
+
+    #[test]
+    fn oversized_payloads_fail_permanently() {
+        let e = push_request(&delivery(serde_json::json!("x".repeat(3073)))).expect_err("too big");
+        assert_eq!(e.code, "payload_too_large");
+        assert!(!e.is_transient());
+        assert!(push_request(&delivery(serde_json::json!("x".repeat(3072)))).is_ok());
+    }
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        let mut result = PushResult::new();
+        result.insert(
+            "t1".into(),
+            [("c1".to_string(), "successed_online".to_string())].into(),
+        );
+        result.insert(
+            "t2".into(),
+            [("c2".to_string(), "successed_ignore".to_string())].into(),
+        );
+        assert_eq!(
+            outcome(&result, "c1").map(|s| s.provider_ref),
+            Ok("t1".into())
+        );
+        assert!(!outcome(&result, "c2").expect_err("ignored").is_transient());
+        assert!(outcome(&result, "c3").expect_err("missing").is_transient());
+    }
+}
