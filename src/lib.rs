@@ -7,7 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http;
-pub mod http_client;
 pub mod providers;
 pub mod telemetry;
 pub mod webhook;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use pushgate_core::provider::Provider;
+use pushgate_getui::GetuiProvider;
 use pushgate_mock::MockProvider;
 
 use crate::config::{ProviderConfig, ProviderSpec};
@@ -23,6 +24,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BuildError> {
     };
     match &config.spec {
         ProviderSpec::Mock(settings) => MockProvider::new(&config.name, settings.clone())
+            .map(|p| Arc::new(p) as Arc<dyn Provider>)
+            .map_err(|e| fail(e.to_string())),
+        ProviderSpec::Getui(settings) => GetuiProvider::new(&config.name, settings.clone())
             .map(|p| Arc::new(p) as Arc<dyn Provider>)
             .map_err(|e| fail(e.to_string())),
     }

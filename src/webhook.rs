@@ -17,7 +17,7 @@ use pushgate_core::model::EventRecord;
 use sha2::Sha256;
 
 use crate::config::AppConfig;
-use crate::http_client::{self, HttpClient};
+use pushgate_core::http_client::{self, HttpClient};
 
 /// Largest app server answer read (the rest is ignored).
 const MAX_REPLY_BYTES: usize = 1024 * 1024;
@@ -87,7 +87,7 @@ impl WebhookSender {
             }
         }
         Ok(WebhookSender {
-            client: http_client::build()?,
+            client: http_client::build(32),
             targets,
             timeout,
         })

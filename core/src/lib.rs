@@ -10,6 +10,8 @@ pub mod dispatcher;
 pub mod engine;
 pub mod error;
 pub mod events;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 pub mod locks;
 pub mod metrics;
 pub mod model;

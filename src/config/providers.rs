@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::ConfigError;
+use pushgate_getui::GetuiSettings;
 use pushgate_mock::MockSettings;
 
 /// One `[[providers]]` table as written: `name`, `kind`, and the kind's own keys.
@@ -20,10 +21,11 @@ pub struct RawProvider {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProviderSpec {
     Mock(MockSettings),
+    Getui(GetuiSettings),
 }
 
 /// Every kind a config may name.
-pub const KINDS: &[&str] = &["mock"];
+pub const KINDS: &[&str] = &["mock", "getui"];
 
 /// A provider entry after validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +111,12 @@ impl ProviderConfig {
                 s.validate()
                     .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
                 ProviderSpec::Mock(s)
+            }
+            "getui" => {
+                let s: GetuiSettings = settings(raw, at)?;
+                s.validate()
+                    .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
+                ProviderSpec::Getui(s)
             }
             other => {
                 return Err(at.error(

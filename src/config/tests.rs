@@ -38,6 +38,7 @@ fn the_design_example_parses_with_expansion() {
     assert_eq!(config.providers[0].name, "mock");
     match &config.providers[0].spec {
         ProviderSpec::Mock(m) => assert_eq!(m.receipt_delay_ms, 5),
+        other => panic!("expected a mock provider, got {other:?}"),
     }
     assert!(
         !format!("{:?}", config.apps[0]).contains(&"k".repeat(20)),
@@ -123,4 +124,26 @@ fn the_embedded_default_is_valid() {
     assert_eq!(c.apps[0].id, "demo");
     assert_eq!(c.apps[0].default_provider, "mock");
     assert!(c.listen_addr().is_ok());
+}
+
+#[test]
+fn getui_providers_parse_and_validate() {
+    let text = format!(
+        "{GOOD}\n[[providers]]\nname = \"getui\"\nkind = \"getui\"\nbase_url = \"http://127.0.0.1:18081\"\napp_id = \"a\"\napp_key = \"k\"\nmaster_secret = \"${{DEMO_WEBHOOK_SECRET}}\"\nqps = 100\n"
+    );
+    let config = parse(&text).expect("valid");
+    match &config.providers[1].spec {
+        ProviderSpec::Getui(g) => {
+            assert_eq!(g.qps, Some(100));
+            assert!(
+                !format!("{g:?}").contains(&"s".repeat(20)),
+                "Debug redacts the master secret"
+            );
+        }
+        other => panic!("expected getui, got {other:?}"),
+    }
+    let e = error_of(&text.replace("qps = 100", "qps = 100\nmax_batch = 500"));
+    assert!(e.message.contains("max_batch"), "{e}");
+    let e = error_of(&text.replace("app_key = \"k\"\n", ""));
+    assert!(e.message.contains("app_key"), "{e}");
 }

@@ -16,11 +16,11 @@ use tokio::sync::Mutex;
 
 use crate::config::GetuiSettings;
 use crate::error::{classify, TOKEN_INVALID, WRONG_DOMAIN};
-use crate::http::HttpClient;
 use crate::sign::auth_sign;
 use crate::wire::{
     AliasList, AliasPair, AuthData, AuthRequest, BatchRequest, Envelope, PushRequest, PushResult,
 };
+use pushgate_core::http_client::HttpClient;
 
 /// Longest answer read from Getui.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;

@@ -10,7 +10,6 @@ mod client;
 mod config;
 pub mod emulator;
 mod error;
-mod http;
 mod provider;
 pub mod sign;
 pub mod wire;

@@ -17,7 +17,6 @@ use crate::callbacks;
 use crate::client::GetuiClient;
 use crate::config::GetuiSettings;
 use crate::error::GetuiError;
-use crate::http;
 use crate::wire::{Audience, PushMessage, PushRequest, PushResult, Settings};
 
 /// Getui's limit on a transmission payload.
@@ -50,7 +49,7 @@ impl GetuiProvider {
         settings.validate()?;
         let client = Arc::new(GetuiClient::new(
             settings.clone(),
-            http::client(settings.concurrency),
+            pushgate_core::http_client::build(settings.concurrency),
         ));
         let jobs = (settings.max_batch > 1).then(|| {
             let (tx, rx) = mpsc::unbounded_channel();

@@ -74,18 +74,32 @@ fn ok(data: Value) -> Answer {
     envelope(StatusCode::OK, 0, "success", data)
 }
 
-fn param(e: ParamError) -> Answer {
-    envelope(StatusCode::BAD_REQUEST, 20001, &e.0, Value::Null)
+/// A refused API call: Getui's envelope with an error code.
+struct Reject {
+    status: StatusCode,
+    code: i64,
+    msg: String,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
-    serde_json::from_slice(body).map_err(|e| {
-        envelope(
-            StatusCode::BAD_REQUEST,
-            1,
-            &format!("body is not valid: {e}"),
-            Value::Null,
-        )
+impl Reject {
+    fn into_answer(self) -> Answer {
+        envelope(self.status, self.code, &self.msg, Value::Null)
+    }
+}
+
+fn param(e: ParamError) -> Reject {
+    Reject {
+        status: StatusCode::BAD_REQUEST,
+        code: 20001,
+        msg: e.0,
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reject> {
+    serde_json::from_slice(body).map_err(|e| Reject {
+        status: StatusCode::BAD_REQUEST,
+        code: 1,
+        msg: format!("body is not valid: {e}"),
     })
 }
 
@@ -205,14 +219,14 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Answer {
             Value::Null,
         )),
     };
-    result.unwrap_or_else(|e| e)
+    result.unwrap_or_else(Reject::into_answer)
 }
 
 fn auth(shared: &Shared, body: &[u8]) -> Answer {
     let config = shared.config();
     let request: AuthRequest = match parse(body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_answer(),
     };
     if request.appkey != config.app_key {
         return envelope(
@@ -288,7 +302,7 @@ fn audience_cids(
     Ok(cids)
 }
 
-fn push_single(shared: &Shared, body: &[u8], by_alias: bool) -> Result<Answer, Answer> {
+fn push_single(shared: &Shared, body: &[u8], by_alias: bool) -> Result<Answer, Reject> {
     let push: PushRequest = parse(body)?;
     let prefix = shared.config().unknown_cid_prefix;
     check_push(&push, by_alias, &prefix).map_err(param)?;
@@ -298,7 +312,7 @@ fn push_single(shared: &Shared, body: &[u8], by_alias: bool) -> Result<Answer, A
     ))
 }
 
-fn push_batch(shared: &Shared, body: &[u8], by_alias: bool) -> Result<Answer, Answer> {
+fn push_batch(shared: &Shared, body: &[u8], by_alias: bool) -> Result<Answer, Reject> {
     let batch: BatchRequest = parse(body)?;
     if batch.msg_list.is_empty() || batch.msg_list.len() > MAX_MSG_LIST {
         return Err(param(ParamError("msg_list size over limit".into())));
@@ -324,7 +338,7 @@ fn push_batch(shared: &Shared, body: &[u8], by_alias: bool) -> Result<Answer, An
     }))
 }
 
-fn alias_list(body: &[u8]) -> Result<AliasList, Answer> {
+fn alias_list(body: &[u8]) -> Result<AliasList, Reject> {
     let list: AliasList = parse(body)?;
     if list.data_list.is_empty() || list.data_list.len() > MAX_DATA_LIST {
         return Err(param(ParamError("data_list size over limit".into())));
@@ -332,7 +346,7 @@ fn alias_list(body: &[u8]) -> Result<AliasList, Answer> {
     Ok(list)
 }
 
-fn bind(shared: &Shared, body: &[u8]) -> Result<Answer, Answer> {
+fn bind(shared: &Shared, body: &[u8]) -> Result<Answer, Reject> {
     let list = alias_list(body)?;
     let prefix = shared.config().unknown_cid_prefix;
     for pair in &list.data_list {
@@ -348,7 +362,7 @@ fn bind(shared: &Shared, body: &[u8]) -> Result<Answer, Answer> {
     Ok(ok(Value::Null))
 }
 
-fn unbind(shared: &Shared, body: &[u8]) -> Result<Answer, Answer> {
+fn unbind(shared: &Shared, body: &[u8]) -> Result<Answer, Reject> {
     let list = alias_list(body)?;
     let mut book = lock(&shared.aliases);
     for pair in &list.data_list {

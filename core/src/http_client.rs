@@ -1,4 +1,5 @@
-//! The adapter's HTTP(S) client (rustls; system roots, Mozilla's if there are none).
+//! The outbound HTTP(S) client shared by webhooks and HTTP provider adapters
+//! (feature `http-client`): HTTP/1.1, rustls, the system's CA roots (Mozilla's if none).
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -7,11 +8,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// A pooled HTTP/1.1 client for `http://` and `https://`.
+/// A pooled client for `http://` and `https://` URLs.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Builds the client.
-pub fn client(max_idle: usize) -> HttpClient {
+/// Builds a client keeping at most `max_idle` idle connections per host.
+pub fn build(max_idle: usize) -> HttpClient {
     let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
         Ok(b) => b,
         Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
