@@ -86,6 +86,7 @@ impl Gateway {
                 default_provider: a.default_provider.clone(),
                 max_devices_per_alias: a.max_devices_per_alias,
                 webhooks: a.webhook_url.is_some(),
+                upstream_relay: a.upstream_relay,
             })
             .collect();
         let settings = EngineSettings {

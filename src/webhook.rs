@@ -115,7 +115,7 @@ fn failure(message: String) -> EventFailure {
 
 #[async_trait]
 impl EventTransport for WebhookSender {
-    async fn deliver(&self, event: &EventRecord) -> Result<(), EventFailure> {
+    async fn deliver(&self, event: &EventRecord) -> Result<Vec<u8>, EventFailure> {
         let Some(target) = self.targets.get(&event.app) else {
             return Err(EventFailure {
                 message: format!("app {:?} has no webhook_url", event.app),
@@ -140,14 +140,24 @@ impl EventTransport for WebhookSender {
             .map_err(|e| failure(format!("request failed: {e}")))?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        // Read (bounded) so the connection can be reused.
-        let _ = tokio::time::timeout(
+        // Read (bounded; also so the connection can be reused). An app server may answer
+        // upstream events with messages to deliver.
+        let reply = match tokio::time::timeout(
             self.timeout,
             Limited::new(response.into_body(), MAX_REPLY_BYTES).collect(),
         )
-        .await;
+        .await
+        {
+            Ok(Ok(body)) => body.to_bytes().to_vec(),
+            _ if status.is_success() => {
+                return Err(failure(format!(
+                    "app server answered {status} but its body was unreadable or over {MAX_REPLY_BYTES} bytes"
+                )))
+            }
+            _ => Vec::new(),
+        };
         if status.is_success() {
-            return Ok(());
+            return Ok(reply);
         }
         Err(EventFailure {
             message: format!("app server answered {status}"),

@@ -279,6 +279,51 @@ async fn aliases_are_delegated_and_device_bound_aliases_resolve() {
     drop(s.gw);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_lines_from_getui_reach_the_app_server_and_the_reply_reaches_bob() {
+    let app = AppServer::start().await;
+    app.respond_with(|event| {
+        let text = event["data"]["payload"].as_str().unwrap_or("").to_string();
+        json!({"messages": [{"to": {"alias": "bob"}, "payload": {"text": text}}]})
+    });
+    let s = setup("", Some(&app)).await;
+    s.emu
+        .set_upstream_url(Some(format!("{}/v1/callbacks/getui/upstream", s.gw.url)));
+    s.api.bind("alice", "getui", "cid-alice").await;
+    s.api.bind("bob", "getui", "cid-bob").await;
+    assert_eq!(s.emu.send_upstream("cid-alice", "hi bob").await, Ok(200));
+    let event = eventually(WAIT, "upstream.received", || async {
+        app.accepted_events("upstream.received").into_iter().next()
+    })
+    .await;
+    assert_eq!(event.json["data"]["from"], "alice");
+    assert_eq!(event.json["data"]["provider"], "getui");
+    eventually(WAIT, "bob's Getui device to get the reply", || async {
+        (!s.emu.inbox("cid-bob").is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        s.emu.inbox("cid-bob")[0].transmission.as_deref(),
+        Some("{\"text\":\"hi bob\"}")
+    );
+    // A forged upstream line is refused.
+    let forged = pushgate_getui::callbacks::upstream_line(
+        &s.emu.config().app_id,
+        "guess",
+        "cid-alice",
+        "m9",
+        "x",
+        1,
+    );
+    assert_eq!(
+        s.api
+            .post_text("/v1/callbacks/getui/upstream", &forged)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}
+
 fn pushgate_getui_test_client() -> pushgate_core::http_client::HttpClient {
     pushgate_core::http_client::build(2)
 }

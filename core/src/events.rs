@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::metrics as m;
-use crate::model::EventRecord;
+use crate::model::{EventKind, EventRecord};
 use crate::store::WriteOp;
 
 /// Why an event could not be delivered this time.
@@ -31,7 +31,9 @@ pub struct EventFailure {
 /// Delivers one event to its app's server (the gateway implements it over HTTP).
 #[async_trait]
 pub trait EventTransport: Send + Sync {
-    async fn deliver(&self, event: &EventRecord) -> Result<(), EventFailure>;
+    /// Sends the event; on a 2xx answer returns the answer's body (an app server may reply
+    /// to `upstream.received` with messages to deliver).
+    async fn deliver(&self, event: &EventRecord) -> Result<Vec<u8>, EventFailure>;
 }
 
 /// How events are sent.
@@ -59,7 +61,7 @@ impl Engine {
     async fn finish_event(
         &self,
         mut event: EventRecord,
-        result: Result<(), EventFailure>,
+        result: Result<Vec<u8>, EventFailure>,
         retry: &RetryPolicy,
     ) -> Result<(), EngineError> {
         let mut ops = vec![WriteOp::DeleteEvent {
@@ -67,9 +69,13 @@ impl Engine {
             id: event.id,
         }];
         event.attempts += 1;
+        let mut done = true;
         match result {
-            Ok(()) => {
+            Ok(reply) => {
                 metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "outcome" => "ok").increment(1);
+                if event.kind == EventKind::UpstreamReceived {
+                    ops.extend(self.plan_replies(&event, &reply).await?);
+                }
             }
             Err(failure) if failure.permanent || !retry.may_retry(event.attempts) => {
                 metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "outcome" => "dropped").increment(1);
@@ -82,11 +88,22 @@ impl Engine {
                 let delay = retry.delay(event.attempts, failure.retry_after);
                 tracing::debug!(app = %event.app, event = %event.id, error = %failure, delay_ms = delay.as_millis() as u64, "webhook failed; will retry");
                 event.next_attempt_at = now_ms().saturating_add(delay.as_millis() as u64);
-                ops.push(WriteOp::PutEvent(event));
+                if let Some(key) = &event.ordering_key {
+                    // Keep the queued copy in step (attempts) for restarts.
+                    ops.push(WriteOp::DeleteOrdered {
+                        key: key.clone(),
+                        id: event.id,
+                    });
+                    ops.push(WriteOp::PutOrdered(event.clone()));
+                }
+                ops.push(WriteOp::PutEvent(event.clone()));
+                done = false;
             }
         }
-        self.store.apply(ops).await?;
-        Ok(())
+        match (&event.ordering_key, done) {
+            (Some(key), true) => self.advance_ordered(key, event.id, ops).await,
+            _ => self.write(ops).await,
+        }
     }
 }
 

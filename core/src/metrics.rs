@@ -19,6 +19,9 @@ pub const CALLBACKS_REJECTED_TOTAL: &str = "pushgate_callbacks_rejected_total";
 pub const STORE_FLUSH_SECONDS: &str = "pushgate_store_flush_duration_seconds";
 pub const STORE_FLUSHES_TOTAL: &str = "pushgate_store_flushes_total";
 pub const ALIAS_BINDINGS_TOTAL: &str = "pushgate_alias_bindings_total";
+pub const UPSTREAM_MESSAGES_TOTAL: &str = "pushgate_upstream_messages_total";
+pub const UPSTREAM_REPLIES_TOTAL: &str = "pushgate_upstream_replies_total";
+pub const UPSTREAM_RELAYS_TOTAL: &str = "pushgate_upstream_relays_total";
 
 /// `(name, help)` for every metric, for the exporter's HELP lines.
 pub const DESCRIPTIONS: &[(&str, &str)] = &[
@@ -37,4 +40,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (STORE_FLUSH_SECONDS, "Duration of group-commit flushes to disk, in seconds."),
     (STORE_FLUSHES_TOTAL, "Group-commit flushes to disk."),
     (ALIAS_BINDINGS_TOTAL, "Alias binding changes by result (bound, moved, unbound)."),
+    (UPSTREAM_MESSAGES_TOTAL, "Upstream messages from devices by provider and result (accepted, duplicate, unowned)."),
+    (UPSTREAM_REPLIES_TOTAL, "Messages in app server replies to upstream events by result (accepted, rejected, malformed)."),
+    (UPSTREAM_RELAYS_TOTAL, "Upstream envelopes relayed directly (upstream_relay) by result (accepted, rejected)."),
 ];

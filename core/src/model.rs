@@ -58,7 +58,11 @@ pub struct MessageId(pub Ulid);
 impl MessageId {
     /// A fresh id ordered after every id made earlier by this process.
     pub fn generate() -> Self {
-        MessageId(Ulid::new())
+        static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+        let mut guard = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());
+        let generator = guard.get_or_insert_with(ulid::Generator::new);
+        // Monotonic within a millisecond; on the (2^80 per ms) overflow fall back to a fresh id.
+        MessageId(generator.generate().unwrap_or_else(|_| Ulid::new()))
     }
 
     /// The 16 big-endian bytes of the id (sort in time order).
@@ -339,6 +343,37 @@ pub struct EventRecord {
     pub data: serde_json::Value,
     pub attempts: u32,
     pub next_attempt_at: u64,
+    /// Events with the same key reach the app server one at a time, in id order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
+}
+
+/// An upstream message: device → provider → pushgate, forwarded to the app server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamRecord {
+    pub id: MessageId,
+    pub app: String,
+    pub provider: String,
+    pub cid: String,
+    /// The provider's id of the upstream message (dedupe key with the provider).
+    pub msgid: String,
+    /// The sender's alias; `None` if the device is bound to no alias (forwarded unbound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub payload: String,
+    pub received_at: u64,
+    /// The device's own timestamp, if the provider gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<u64>,
+}
+
+/// A verified upstream message as a provider's adapter parsed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub cid: String,
+    pub msgid: String,
+    pub payload: String,
+    pub sent_at: Option<u64>,
 }
 
 /// What a provider says happened to a delivery on the device.

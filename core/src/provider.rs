@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::model::{DeliveryId, MessageId, Receipt};
+use crate::model::{DeliveryId, MessageId, Receipt, Upstream};
 
 /// One delivery handed to a provider.
 #[derive(Clone, Debug)]
@@ -133,6 +133,13 @@ pub struct ParsedReceipts {
     pub rejected: Vec<RejectedItem>,
 }
 
+/// The verified upstream messages in a callback, and the items that were refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParsedUpstream {
+    pub messages: Vec<Upstream>,
+    pub rejected: Vec<RejectedItem>,
+}
+
 /// A callback the provider cannot take at all.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
@@ -164,11 +171,26 @@ pub trait ReceiptSink: Send + Sync {
     ) -> Result<crate::engine::ReceiptReport, crate::error::EngineError>;
 }
 
+/// Where verified upstream messages go: the engine implements it. Providers whose devices
+/// send upstream messages themselves (the mock) use the same path as an HTTP callback.
+#[async_trait]
+pub trait UpstreamSink: Send + Sync {
+    /// Handles an upstream callback body for `provider`, exactly as
+    /// `POST /v1/callbacks/{provider}/upstream` does.
+    async fn upstream_callback(
+        &self,
+        provider: &str,
+        request: CallbackRequest,
+    ) -> Result<crate::engine::UpstreamReport, crate::error::EngineError>;
+}
+
 /// What a provider gets when the gateway starts it.
 #[derive(Clone)]
 pub struct ProviderContext {
-    /// The gateway's callback path; weak because the engine owns the providers.
+    /// The gateway's receipt path; weak because the engine owns the providers.
     pub receipts: Weak<dyn ReceiptSink>,
+    /// The gateway's upstream path.
+    pub upstream: Weak<dyn UpstreamSink>,
 }
 
 /// A push provider. Implemented by each adapter crate and by the plugin host.
@@ -192,6 +214,11 @@ pub trait Provider: Send + Sync + 'static {
     /// Parses and verifies a receipts callback. Default: receipts are not supported.
     fn parse_receipts(&self, _request: &CallbackRequest) -> Result<ParsedReceipts, CallbackError> {
         Err(CallbackError::NotSupported("receipt"))
+    }
+
+    /// Parses and verifies an upstream callback. Default: upstream is not supported.
+    fn parse_upstream(&self, _request: &CallbackRequest) -> Result<ParsedUpstream, CallbackError> {
+        Err(CallbackError::NotSupported("upstream"))
     }
 
     /// Resolves an alias the provider keeps itself (bound on the device) to client ids.

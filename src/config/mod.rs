@@ -163,6 +163,9 @@ pub struct AppConfig {
     pub default_provider: String,
     #[serde(default = "default_max_devices")]
     pub max_devices_per_alias: usize,
+    /// Deliver upstream `{"to": "<alias>", "body": …}` envelopes directly.
+    #[serde(default)]
+    pub upstream_relay: bool,
 }
 
 fn default_max_devices() -> usize {
@@ -181,6 +184,7 @@ impl fmt::Debug for AppConfig {
             .field("webhook_url", &self.webhook_url)
             .field("default_provider", &self.default_provider)
             .field("max_devices_per_alias", &self.max_devices_per_alias)
+            .field("upstream_relay", &self.upstream_relay)
             .finish()
     }
 }
@@ -402,6 +406,7 @@ impl Config {
                 webhook_secret: None,
                 default_provider: "mock".into(),
                 max_devices_per_alias: default_max_devices(),
+                upstream_relay: false,
             }],
             providers: vec![ProviderConfig {
                 name: "mock".into(),

@@ -25,11 +25,15 @@ pub struct Received {
     pub answered: u16,
 }
 
+/// Computes the body of a 2xx answer from the event received.
+pub type Responder = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
 #[derive(Clone)]
 pub struct AppServer {
     pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    responder: Arc<Mutex<Option<Responder>>>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
@@ -41,16 +45,17 @@ impl AppServer {
         let addr: SocketAddr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (r, s) = (received.clone(), status.clone());
+        let responder: Arc<Mutex<Option<Responder>>> = Arc::new(Mutex::new(None));
+        let (r, s, f) = (received.clone(), status.clone(), responder.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (r, s) = (r.clone(), s.clone());
+                let (r, s, f) = (r.clone(), s.clone(), f.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let (r, s) = (r.clone(), s.clone());
+                        let (r, s, f) = (r.clone(), s.clone(), f.clone());
                         async move {
                             let (parts, body) = request.into_parts();
                             let body = body
@@ -59,13 +64,18 @@ impl AppServer {
                                 .map(|b| b.to_bytes().to_vec())
                                 .unwrap_or_default();
                             let answered = s.load(Ordering::SeqCst);
+                            let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            let reply = match (answered, f.lock().expect("lock").clone()) {
+                                (200..=299, Some(f)) => f(&json).to_string(),
+                                _ => "{}".to_string(),
+                            };
                             r.lock().expect("lock").push(Received {
                                 headers: parts.headers,
-                                json: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                                json,
                                 body,
                                 answered,
                             });
-                            let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+                            let mut response = Response::new(Full::new(Bytes::from(reply)));
                             *response.status_mut() =
                                 http::StatusCode::from_u16(answered).unwrap_or_default();
                             Ok::<_, Infallible>(response)
@@ -81,8 +91,14 @@ impl AppServer {
             url: format!("http://{addr}/pushgate"),
             received,
             status,
+            responder,
             task: Arc::new(task),
         }
+    }
+
+    /// Answer 2xx webhooks with `f(event)` as the body.
+    pub fn respond_with(&self, f: impl Fn(&Value) -> Value + Send + Sync + 'static) {
+        *self.responder.lock().expect("lock") = Some(Arc::new(f));
     }
 
     /// Answer every further webhook with `status`.

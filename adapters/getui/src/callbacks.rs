@@ -2,30 +2,14 @@
 //! each line verified on its own; forged or foreign-app lines are refused with a reason
 //! that never contains a secret or a signature.
 
-use pushgate_core::model::{Receipt, ReceiptStatus};
-use pushgate_core::provider::{ParsedReceipts, RejectedItem};
+use pushgate_core::model::{Receipt, ReceiptStatus, Upstream};
+use pushgate_core::provider::{ParsedReceipts, ParsedUpstream, RejectedItem};
 
 use crate::sign::{receipt_sign, same_sign, upstream_sign};
 use crate::wire::{ReceiptLine, UpstreamLine};
 
 /// Getui's receipt code for "arrived".
 const ARRIVED: &str = "200";
-
-/// An upstream message that passed verification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    pub cid: String,
-    pub msgid: String,
-    pub payload: String,
-    pub timestamp: u64,
-}
-
-/// Verified upstream lines and refused ones.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ParsedUpstream {
-    pub messages: Vec<Upstream>,
-    pub rejected: Vec<RejectedItem>,
-}
 
 fn lines(body: &[u8]) -> impl Iterator<Item = (usize, String)> + '_ {
     String::from_utf8_lossy(body)
@@ -123,7 +107,7 @@ pub fn parse_upstream(app_id: &str, master_secret: &str, body: &[u8]) -> ParsedU
             cid: item.cid,
             msgid: item.msgid,
             payload: item.payload,
-            timestamp: item.timestamp,
+            sent_at: Some(item.timestamp),
         });
     }
     parsed

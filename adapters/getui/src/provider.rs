@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pushgate_core::provider::{
-    CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, Provider, ProviderError,
-    ProviderLimits, Sent,
+    CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, ParsedUpstream, Provider,
+    ProviderError, ProviderLimits, Sent,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -244,6 +244,14 @@ impl Provider for GetuiProvider {
 
     fn parse_receipts(&self, request: &CallbackRequest) -> Result<ParsedReceipts, CallbackError> {
         Ok(callbacks::parse_receipts(
+            &self.settings.app_id,
+            &self.settings.master_secret,
+            &request.body,
+        ))
+    }
+
+    fn parse_upstream(&self, request: &CallbackRequest) -> Result<ParsedUpstream, CallbackError> {
+        Ok(callbacks::parse_upstream(
             &self.settings.app_id,
             &self.settings.master_secret,
             &request.body,

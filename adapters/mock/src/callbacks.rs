@@ -3,8 +3,8 @@
 //! where `sign = hex(hmac_sha256(secret, ref "\n" cid "\n" status "\n" ts))`.
 
 use hmac::{Hmac, Mac};
-use pushgate_core::model::{Receipt, ReceiptStatus};
-use pushgate_core::provider::{ParsedReceipts, RejectedItem};
+use pushgate_core::model::{Receipt, ReceiptStatus, Upstream};
+use pushgate_core::provider::{ParsedReceipts, ParsedUpstream, RejectedItem};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -115,5 +115,89 @@ mod tests {
         let lines: Vec<usize> = parsed.rejected.iter().map(|r| r.line).collect();
         assert_eq!(lines, vec![2, 3, 4]);
         assert!(parsed.rejected[0].reason.contains("signature"));
+    }
+}
+
+/// One upstream line of a simulated device:
+/// `{"cid","msgid","payload","ts","sign"}` with
+/// `sign = hex(hmac_sha256(secret, cid "\n" msgid "\n" payload "\n" ts))`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamLine {
+    pub cid: String,
+    pub msgid: String,
+    pub payload: String,
+    pub ts: u64,
+    pub sign: String,
+}
+
+/// A signed upstream line (with trailing newline).
+pub fn sign_upstream(secret: &[u8], cid: &str, msgid: &str, payload: &str, ts: u64) -> String {
+    let sign = hex::encode(mac(secret, cid, msgid, payload, ts).finalize().into_bytes());
+    let line = UpstreamLine {
+        cid: cid.to_string(),
+        msgid: msgid.to_string(),
+        payload: payload.to_string(),
+        ts,
+        sign,
+    };
+    let mut text = serde_json::to_string(&line).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Parses and verifies upstream lines.
+pub fn parse_upstream(secret: &[u8], body: &[u8]) -> ParsedUpstream {
+    let mut parsed = ParsedUpstream::default();
+    let text = String::from_utf8_lossy(body);
+    for (i, raw) in text.lines().enumerate() {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let reject = |reason: String| RejectedItem {
+            line: i + 1,
+            reason,
+        };
+        let item: UpstreamLine = match serde_json::from_str(raw) {
+            Ok(item) => item,
+            Err(e) => {
+                parsed
+                    .rejected
+                    .push(reject(format!("not an upstream line: {e}")));
+                continue;
+            }
+        };
+        let verified = hex::decode(&item.sign).is_ok_and(|sign| {
+            mac(secret, &item.cid, &item.msgid, &item.payload, item.ts)
+                .verify_slice(&sign)
+                .is_ok()
+        });
+        if !verified {
+            parsed.rejected.push(reject("signature mismatch".into()));
+            continue;
+        }
+        parsed.messages.push(Upstream {
+            cid: item.cid,
+            msgid: item.msgid,
+            payload: item.payload,
+            sent_at: Some(item.ts),
+        });
+    }
+    parsed
+}
+
+#[cfg(test)]
+mod upstream_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_lines_verify_and_tampering_is_caught() {
+        let good = sign_upstream(b"k", "c1", "u1", "hi bob", 9);
+        let tampered = good.replace("hi bob", "hi eve");
+        let parsed = parse_upstream(b"k", format!("{good}{tampered}").as_bytes());
+        assert_eq!(parsed.messages.len(), 1);
+        assert_eq!(parsed.messages[0].payload, "hi bob");
+        assert_eq!(parsed.rejected[0].line, 2);
     }
 }

@@ -11,7 +11,9 @@ mod devices;
 mod error;
 mod provider;
 
-pub use callbacks::{parse as parse_receipts, sign_line, ReceiptLine};
+pub use callbacks::{
+    parse as parse_receipts, parse_upstream, sign_line, sign_upstream, ReceiptLine, UpstreamLine,
+};
 pub use config::MockSettings;
 pub use devices::InboxEntry;
 pub use error::MockError;

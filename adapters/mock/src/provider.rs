@@ -1,14 +1,14 @@
 //! The mock provider: a `Provider` whose "devices" live in this process.
 
 use std::any::Any;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pushgate_core::clock::now_ms;
 use pushgate_core::provider::{
-    CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, Provider, ProviderContext,
-    ProviderError, ProviderLimits, Sent,
+    CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, ParsedUpstream, Provider,
+    ProviderContext, ProviderError, ProviderLimits, Sent,
 };
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -35,6 +35,8 @@ pub struct MockProvider {
     inboxes: Inboxes,
     receipts: mpsc::UnboundedSender<PendingReceipt>,
     pump: Mutex<Option<mpsc::UnboundedReceiver<PendingReceipt>>>,
+    context: OnceLock<ProviderContext>,
+    upstream_seq: std::sync::atomic::AtomicU64,
 }
 
 impl MockProvider {
@@ -57,6 +59,8 @@ impl MockProvider {
             inboxes,
             receipts,
             pump: Mutex::new(Some(rx)),
+            context: OnceLock::new(),
+            upstream_seq: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -66,6 +70,38 @@ impl MockProvider {
             path: self.name.clone(),
             reason,
         })
+    }
+
+    /// Makes simulated device `cid` send an upstream message through the gateway's upstream
+    /// callback path (signed, as any provider callback).
+    pub async fn send_upstream(
+        &self,
+        cid: &str,
+        payload: &str,
+    ) -> Result<pushgate_core::engine::UpstreamReport, MockError> {
+        let sink = self
+            .context
+            .get()
+            .and_then(|c| c.upstream.upgrade())
+            .ok_or_else(|| MockError::State {
+                path: self.name.clone(),
+                reason: "the provider is not started".into(),
+            })?;
+        let seq = self
+            .upstream_seq
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let msgid = format!("up-{:x}-{seq}", rand::thread_rng().gen::<u64>());
+        let line = callbacks::sign_upstream(&self.secret, cid, &msgid, payload, now_ms());
+        let request = CallbackRequest {
+            headers: Default::default(),
+            body: line.into_bytes(),
+        };
+        sink.upstream_callback(&self.name, request)
+            .await
+            .map_err(|e| MockError::State {
+                path: self.name.clone(),
+                reason: e.to_string(),
+            })
     }
 
     /// Decides the fate of one send from the failure knobs.
@@ -200,12 +236,17 @@ impl Provider for MockProvider {
     fn start(&self, context: ProviderContext) {
         let rx = self.pump.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(rx) = rx {
+            let _ = self.context.set(context.clone());
             tokio::spawn(Self::pump_receipts(self.name.clone(), context, rx));
         }
     }
 
     fn parse_receipts(&self, request: &CallbackRequest) -> Result<ParsedReceipts, CallbackError> {
         Ok(callbacks::parse(&self.secret, &request.body))
+    }
+
+    fn parse_upstream(&self, request: &CallbackRequest) -> Result<ParsedUpstream, CallbackError> {
+        Ok(callbacks::parse_upstream(&self.secret, &request.body))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -66,26 +66,79 @@ impl Engine {
             .apps
             .get(app)
             .ok_or_else(|| EngineError::invalid("unknown_app", format!("no app named {app:?}")))?;
-        let ttl = self.validate_message(&msg)?;
-        let Some(request_id) = msg.request_id.clone() else {
-            return self.accept_new(app, &msg, ttl, None).await;
+        let _guard = match &msg.request_id {
+            Some(r) => Some(self.request_locks.lock(&(&app.id, r)).await),
+            None => None,
         };
+        let (accepted, ops) = self.plan_accept(app, &msg).await?;
+        if accepted.created {
+            self.write(ops).await?;
+        }
+        // A replay may find the first request not flushed yet: flush before answering too.
+        self.store.commit().await?;
+        if accepted.created {
+            metrics::counter!(m::MESSAGES_ACCEPTED_TOTAL, "app" => app.id.clone()).increment(1);
+        }
+        Ok(accepted)
+    }
+
+    /// Validates and resolves a message; returns the ops that store it, or none (and
+    /// `created: false`) for a replay of an earlier `request_id`. Callers serialise per
+    /// request_id and write the ops.
+    pub(crate) async fn plan_accept(
+        &self,
+        app: &AppSettings,
+        msg: &NewMessage,
+    ) -> Result<(Accepted, Vec<WriteOp>), EngineError> {
+        let ttl = self.validate_message(msg)?;
         let fingerprint = msg.fingerprint();
-        let _guard = self.request_locks.lock(&(&app.id, &request_id)).await;
-        if let Some(entry) = self.store.idempotency(&app.id, &request_id).await? {
-            if entry.fingerprint != fingerprint {
-                return Err(EngineError::IdempotencyConflict(request_id));
+        if let Some(request_id) = &msg.request_id {
+            if let Some(entry) = self.store.idempotency(&app.id, request_id).await? {
+                if entry.fingerprint != fingerprint {
+                    return Err(EngineError::IdempotencyConflict(request_id.clone()));
+                }
+                let accepted = Accepted {
+                    message_id: entry.message_id,
+                    deliveries: entry.deliveries as usize,
+                    created: false,
+                };
+                return Ok((accepted, Vec::new()));
             }
-            // The first request may not be flushed yet: make it durable before answering.
-            self.store.commit().await?;
-            return Ok(Accepted {
-                message_id: entry.message_id,
-                deliveries: entry.deliveries as usize,
-                created: false,
+        }
+        let devices = self.resolve(app, &msg.to, msg.provider.as_deref()).await?;
+        let now = now_ms();
+        let record = MessageRecord {
+            id: MessageId::generate(),
+            app: app.id.clone(),
+            from: msg.from.clone(),
+            to: msg.to.clone(),
+            payload: msg.payload.clone(),
+            created_at: now,
+            expires_at: now.saturating_add(ttl.as_millis() as u64),
+            notify_sender: msg.notify_sender,
+            request_id: msg.request_id.clone(),
+            delivery_count: devices.len() as u16,
+            system: false,
+        };
+        let id = record.id;
+        let mut ops = self.plan_message(record, &devices, now);
+        if let Some(request_id) = &msg.request_id {
+            ops.push(WriteOp::PutIdempotency {
+                app: app.id.clone(),
+                request_id: request_id.clone(),
+                entry: IdempotencyEntry {
+                    message_id: id,
+                    fingerprint,
+                    deliveries: devices.len() as u16,
+                },
             });
         }
-        self.accept_new(app, &msg, ttl, Some((request_id, fingerprint)))
-            .await
+        let accepted = Accepted {
+            message_id: id,
+            deliveries: devices.len(),
+            created: true,
+        };
+        Ok((accepted, ops))
     }
 
     fn validate_message(&self, msg: &NewMessage) -> Result<Duration, EngineError> {
@@ -130,51 +183,6 @@ impl Engine {
             ));
         }
         Ok(ttl)
-    }
-
-    async fn accept_new(
-        &self,
-        app: &AppSettings,
-        msg: &NewMessage,
-        ttl: Duration,
-        idempotency: Option<(String, String)>,
-    ) -> Result<Accepted, EngineError> {
-        let devices = self.resolve(app, &msg.to, msg.provider.as_deref()).await?;
-        let now = now_ms();
-        let record = MessageRecord {
-            id: MessageId::generate(),
-            app: app.id.clone(),
-            from: msg.from.clone(),
-            to: msg.to.clone(),
-            payload: msg.payload.clone(),
-            created_at: now,
-            expires_at: now.saturating_add(ttl.as_millis() as u64),
-            notify_sender: msg.notify_sender,
-            request_id: idempotency.as_ref().map(|(r, _)| r.clone()),
-            delivery_count: devices.len() as u16,
-            system: false,
-        };
-        let id = record.id;
-        let mut ops = self.plan_message(record, &devices, now);
-        if let Some((request_id, fingerprint)) = idempotency {
-            ops.push(WriteOp::PutIdempotency {
-                app: app.id.clone(),
-                request_id,
-                entry: IdempotencyEntry {
-                    message_id: id,
-                    fingerprint,
-                    deliveries: devices.len() as u16,
-                },
-            });
-        }
-        self.write(ops).await?;
-        self.store.commit().await?;
-        metrics::counter!(m::MESSAGES_ACCEPTED_TOTAL, "app" => app.id.clone()).increment(1);
-        Ok(Accepted {
-            message_id: id,
-            deliveries: devices.len(),
-            created: true,
-        })
     }
 
     /// The devices a target reaches: a device itself; an alias's bound devices (only

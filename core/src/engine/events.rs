@@ -42,6 +42,7 @@ impl Engine {
             data,
             attempts: 0,
             next_attempt_at: now,
+            ordering_key: None,
         };
         Some(WriteOp::PutEvent(event))
     }

@@ -8,10 +8,14 @@ mod accept;
 mod events;
 mod identity;
 mod receipts;
+mod request;
 mod transitions;
+mod upstream;
 
 pub use accept::{Accepted, NewMessage};
 pub use receipts::{ReceiptOutcome, ReceiptReport};
+pub use request::{MessageRequest, RepliesBody};
+pub use upstream::{UpstreamOutcome, UpstreamReport};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +39,8 @@ pub struct AppSettings {
     pub max_devices_per_alias: usize,
     /// Whether the app has a webhook URL (no events are stored otherwise).
     pub webhooks: bool,
+    /// Deliver upstream `{"to": "<alias>", "body": …}` envelopes directly (no app server).
+    pub upstream_relay: bool,
 }
 
 /// Engine-wide delivery settings.
@@ -65,8 +71,10 @@ pub struct Engine {
     pub(crate) settings: EngineSettings,
     /// Serialises changes to one message's deliveries.
     pub(crate) message_locks: StripedLocks,
-    /// Serialises the check-then-insert of one idempotency key.
+    /// Serialises the check-then-insert of one idempotency key (or upstream msgid).
     pub(crate) request_locks: StripedLocks,
+    /// Serialises changes to one ordering key's event queue.
+    pub(crate) order_locks: StripedLocks,
     pub(crate) in_flight: InFlight<DeliveryId>,
     pub(crate) events_in_flight: InFlight<MessageId>,
     pub(crate) provider_wakers: HashMap<String, Arc<Notify>>,
@@ -97,15 +105,18 @@ impl Engine {
             settings,
             message_locks: StripedLocks::new(1024),
             request_locks: StripedLocks::new(256),
+            order_locks: StripedLocks::new(256),
             in_flight: InFlight::new(),
             events_in_flight: InFlight::new(),
             provider_wakers,
             event_waker: Notify::new(),
             expiry_waker: Notify::new(),
         });
-        let ingress: Arc<dyn crate::provider::ReceiptSink> = engine.clone();
+        let receipts: Arc<dyn crate::provider::ReceiptSink> = engine.clone();
+        let upstream: Arc<dyn crate::provider::UpstreamSink> = engine.clone();
         let context = ProviderContext {
-            receipts: Arc::downgrade(&ingress),
+            receipts: Arc::downgrade(&receipts),
+            upstream: Arc::downgrade(&upstream),
         };
         for provider in engine.providers.values() {
             provider.start(context.clone());

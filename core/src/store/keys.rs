@@ -13,6 +13,8 @@
 //! | `X`    | expires ms (8) message id (16)        | empty: TTL index          |
 //! | `E`    | due ms (8) event id (16)              | EventRecord (JSON)        |
 //! | `P`    | provider 0 provider reference         | Receipt (JSON): early one |
+//! | `U`    | provider 0 upstream msgid             | UpstreamRecord (JSON)     |
+//! | `Q`    | ordering key 0 event id (16)          | EventRecord (JSON): queue |
 //!
 //! Names never contain a 0 byte (validated), so the separator is unambiguous.
 
@@ -28,6 +30,8 @@ pub const IDEMPOTENCY: u8 = b'I';
 pub const EXPIRY: u8 = b'X';
 pub const EVENT: u8 = b'E';
 pub const EARLY_RECEIPT: u8 = b'P';
+pub const UPSTREAM: u8 = b'U';
+pub const ORDERED: u8 = b'Q';
 
 fn join(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
@@ -97,6 +101,23 @@ pub fn reference(provider: &str, reference: &str) -> Vec<u8> {
 
 pub fn early_receipt(provider: &str, reference: &str) -> Vec<u8> {
     join(EARLY_RECEIPT, &[provider.as_bytes(), reference.as_bytes()])
+}
+
+pub fn upstream(provider: &str, msgid: &str) -> Vec<u8> {
+    join(UPSTREAM, &[provider.as_bytes(), msgid.as_bytes()])
+}
+
+/// `Q key 0`: the start of one ordering key's event queue.
+pub fn ordered_prefix(key: &str) -> Vec<u8> {
+    let mut k = join(ORDERED, &[key.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn ordered(key: &str, id: MessageId) -> Vec<u8> {
+    let mut k = ordered_prefix(key);
+    k.extend_from_slice(&id.to_bytes());
+    k
 }
 
 pub fn idempotency(app: &str, request_id: &str) -> Vec<u8> {

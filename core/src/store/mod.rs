@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::model::{
     AliasRecord, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId, MessageRecord,
-    Receipt,
+    Receipt, UpstreamRecord,
 };
 
 /// The result of binding a device to an alias.
@@ -138,6 +138,14 @@ pub enum WriteOp {
         provider: String,
         reference: String,
     },
+    /// Records an upstream message (also its dedupe key).
+    PutUpstream(UpstreamRecord),
+    /// Appends an event to its ordering key's queue (see `first_ordered`).
+    PutOrdered(EventRecord),
+    DeleteOrdered {
+        key: String,
+        id: MessageId,
+    },
 }
 
 /// Messages, deliveries, the outbox, the TTL index and the webhook event outbox.
@@ -204,6 +212,20 @@ pub trait DeliveryStore: Send + Sync {
 
     /// The earliest due time in the event outbox.
     async fn next_event_due(&self) -> Result<Option<u64>, StoreError>;
+
+    /// An upstream message already recorded for `(provider, msgid)`.
+    async fn upstream(
+        &self,
+        provider: &str,
+        msgid: &str,
+    ) -> Result<Option<UpstreamRecord>, StoreError>;
+
+    /// The oldest queued event of an ordering key, after `after` if given.
+    async fn next_ordered(
+        &self,
+        key: &str,
+        after: Option<MessageId>,
+    ) -> Result<Option<EventRecord>, StoreError>;
 }
 
 /// A complete storage backend.

@@ -15,7 +15,7 @@ use super::{BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentitySto
 use crate::error::StoreError;
 use crate::model::{
     AliasRecord, BoundDevice, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId,
-    MessageRecord, Receipt,
+    MessageRecord, Receipt, UpstreamRecord,
 };
 
 /// How to open the sled store.
@@ -310,6 +310,18 @@ impl DeliveryStore for SledStore {
                     provider,
                     reference,
                 } => batch.remove(keys::early_receipt(&provider, &reference)),
+                WriteOp::PutUpstream(u) => {
+                    batch.insert(keys::upstream(&u.provider, &u.msgid), encode(&u))
+                }
+                WriteOp::PutOrdered(e) => match &e.ordering_key {
+                    Some(key) => batch.insert(keys::ordered(key, e.id), encode(&e)),
+                    None => {
+                        return Err(StoreError::Backend(
+                            "an ordered event needs an ordering key".into(),
+                        ))
+                    }
+                },
+                WriteOp::DeleteOrdered { key, id } => batch.remove(keys::ordered(&key, id)),
             }
         }
         self.db.apply_batch(batch).map_err(backend)?;
@@ -461,6 +473,36 @@ impl DeliveryStore for SledStore {
         Ok(out)
     }
 
+    async fn upstream(
+        &self,
+        provider: &str,
+        msgid: &str,
+    ) -> Result<Option<UpstreamRecord>, StoreError> {
+        self.get(&keys::upstream(provider, msgid))
+    }
+
+    async fn next_ordered(
+        &self,
+        key: &str,
+        after: Option<MessageId>,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        let prefix = keys::ordered_prefix(key);
+        let start = match after {
+            // The smallest key greater than `after`'s own.
+            Some(id) => {
+                let mut k = keys::ordered(key, id);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        match self.db.range(start..).next() {
+            Some(Ok((k, v))) if k.starts_with(&prefix) => decode(&k, &v).map(Some),
+            Some(Err(e)) => Err(backend(e)),
+            _ => Ok(None),
+        }
+    }
+
     async fn next_event_due(&self) -> Result<Option<u64>, StoreError> {
         match self.first_key_with_prefix(&[keys::EVENT])? {
             Some(k) if k.len() >= 9 => {
@@ -475,6 +517,84 @@ impl DeliveryStore for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn ordered_queues_keep_id_order_per_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let event = |key: &str| EventRecord {
+            id: MessageId::generate(),
+            app: "demo".into(),
+            kind: crate::model::EventKind::UpstreamReceived,
+            created_at: 1,
+            data: serde_json::Value::Null,
+            attempts: 0,
+            next_attempt_at: 1,
+            ordering_key: Some(key.into()),
+        };
+        let (a1, b1, a2) = (event("a"), event("b"), event("a"));
+        for e in [&a1, &b1, &a2] {
+            store
+                .apply(vec![WriteOp::PutOrdered(e.clone())])
+                .await
+                .expect("put");
+        }
+        assert_eq!(
+            store
+                .next_ordered("a", None)
+                .await
+                .expect("first")
+                .map(|e| e.id),
+            Some(a1.id)
+        );
+        assert_eq!(
+            store
+                .next_ordered("a", Some(a1.id))
+                .await
+                .expect("next")
+                .map(|e| e.id),
+            Some(a2.id)
+        );
+        assert!(store
+            .next_ordered("a", Some(a2.id))
+            .await
+            .expect("last")
+            .is_none());
+        store
+            .apply(vec![WriteOp::DeleteOrdered {
+                key: "a".into(),
+                id: a1.id,
+            }])
+            .await
+            .expect("delete");
+        assert_eq!(
+            store
+                .next_ordered("a", None)
+                .await
+                .expect("first")
+                .map(|e| e.id),
+            Some(a2.id)
+        );
+        assert_eq!(
+            store
+                .next_ordered("b", None)
+                .await
+                .expect("first")
+                .map(|e| e.id),
+            Some(b1.id)
+        );
+        assert!(store
+            .next_ordered("c", None)
+            .await
+            .expect("first")
+            .is_none());
+        let mut no_key = event("x");
+        no_key.ordering_key = None;
+        assert!(store
+            .apply(vec![WriteOp::PutOrdered(no_key)])
+            .await
+            .is_err());
+    }
 
     fn device(cid: &str) -> DeviceRef {
         DeviceRef {

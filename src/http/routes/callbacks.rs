@@ -1,5 +1,6 @@
-//! Provider callbacks: `POST /v1/callbacks/{provider}/receipts`. The provider's adapter
-//! parses and verifies the body; a body in which every item is refused gets 403.
+//! Provider callbacks: `POST /v1/callbacks/{provider}/receipts` and `…/upstream`. The
+//! provider's adapter parses and verifies the body; a body in which every item is refused
+//! gets 403.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,18 +8,18 @@ use std::sync::Arc;
 use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::Request;
-use pushgate_core::provider::{CallbackRequest, ReceiptSink};
+use pushgate_core::provider::{CallbackRequest, ReceiptSink, UpstreamSink};
 
 use crate::http::request::read_body;
 use crate::http::response::{json, ApiError, HttpResponse};
 use crate::http::ApiState;
 
-/// `POST /v1/callbacks/{provider}/receipts`
-pub async fn receipts(
+/// Reads a callback for a configured provider.
+async fn callback_request(
     state: &Arc<ApiState>,
     provider: &str,
     request: Request<Incoming>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<CallbackRequest, ApiError> {
     if state.engine.provider(provider).is_err() {
         return Err(ApiError::not_found(
             "unknown_provider",
@@ -37,23 +38,48 @@ pub async fn receipts(
             ))
         })
         .collect();
-    let report = state
-        .engine
-        .receipts_callback(
-            provider,
-            CallbackRequest {
-                headers,
-                body: body.to_vec(),
-            },
-        )
-        .await?;
-    let accepted = report.applied + report.duplicates + report.early;
-    if accepted == 0 && report.rejected > 0 {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "receipts_rejected",
-            format!("all {} receipt(s) failed verification", report.rejected),
-        ));
+    Ok(CallbackRequest {
+        headers,
+        body: body.to_vec(),
+    })
+}
+
+fn all_refused(what: &str, refused: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        if what == "receipt" {
+            "receipts_rejected"
+        } else {
+            "upstream_rejected"
+        },
+        format!("all {refused} {what} item(s) failed verification or were refused"),
+    )
+}
+
+/// `POST /v1/callbacks/{provider}/receipts`
+pub async fn receipts(
+    state: &Arc<ApiState>,
+    provider: &str,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let request = callback_request(state, provider, request).await?;
+    let report = state.engine.receipts_callback(provider, request).await?;
+    if report.applied + report.duplicates + report.early == 0 && report.rejected > 0 {
+        return Err(all_refused("receipt", report.rejected));
+    }
+    Ok(json(StatusCode::OK, &report))
+}
+
+/// `POST /v1/callbacks/{provider}/upstream`
+pub async fn upstream(
+    state: &Arc<ApiState>,
+    provider: &str,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let request = callback_request(state, provider, request).await?;
+    let report = state.engine.upstream_callback(provider, request).await?;
+    if report.accepted + report.duplicates == 0 && report.rejected > 0 {
+        return Err(all_refused("upstream", report.rejected));
     }
     Ok(json(StatusCode::OK, &report))
 }

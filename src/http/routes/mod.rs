@@ -51,7 +51,14 @@ pub enum Route {
     Receipts {
         provider: String,
     },
+    Upstream {
+        provider: String,
+    },
     MockInbox {
+        provider: String,
+        cid: String,
+    },
+    MockUpstream {
         provider: String,
         cid: String,
     },
@@ -91,6 +98,11 @@ impl Route {
                 id: s(4)?,
             },
             ["v1", "callbacks", _, "receipts"] => Route::Receipts { provider: s(2)? },
+            ["v1", "callbacks", _, "upstream"] => Route::Upstream { provider: s(2)? },
+            ["v1", "mock", _, "devices", _, "upstream"] => Route::MockUpstream {
+                provider: s(2)?,
+                cid: s(4)?,
+            },
             ["v1", "mock", _, "devices", _, "inbox"] => Route::MockInbox {
                 provider: s(2)?,
                 cid: s(4)?,
@@ -113,13 +125,19 @@ impl Route {
             Route::Messages { .. } => "/v1/apps/{app}/messages",
             Route::Message { .. } => "/v1/apps/{app}/messages/{message_id}",
             Route::Receipts { .. } => "/v1/callbacks/{provider}/receipts",
+            Route::Upstream { .. } => "/v1/callbacks/{provider}/upstream",
+            Route::MockUpstream { .. } => "/v1/mock/{provider}/devices/{cid}/upstream",
             Route::MockInbox { .. } => "/v1/mock/{provider}/devices/{cid}/inbox",
         }
     }
 
     fn allowed(&self) -> &'static str {
         match self {
-            Route::AliasDevices { .. } | Route::Messages { .. } | Route::Receipts { .. } => "POST",
+            Route::AliasDevices { .. }
+            | Route::Messages { .. }
+            | Route::Receipts { .. }
+            | Route::Upstream { .. }
+            | Route::MockUpstream { .. } => "POST",
             Route::Alias { .. } => "GET, DELETE",
             Route::AliasDevice { .. } => "DELETE",
             _ => "GET",
@@ -191,7 +209,13 @@ pub async fn dispatch(
         (Method::POST, Route::Receipts { provider }) => {
             callbacks::receipts(state, &provider, request).await?
         }
+        (Method::POST, Route::Upstream { provider }) => {
+            callbacks::upstream(state, &provider, request).await?
+        }
         (Method::GET, Route::MockInbox { provider, cid }) => mock::inbox(state, &provider, &cid)?,
+        (Method::POST, Route::MockUpstream { provider, cid }) => {
+            mock::upstream(state, &provider, &cid, request).await?
+        }
         (_, route) => method_not_allowed(&route),
     };
     Ok(response)

@@ -1,0 +1,60 @@
+//! The JSON form of a message request: the body of `POST /v1/apps/{app}/messages`, and each
+//! entry of an app server's `{"messages": [...]}` reply to an upstream event.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::NewMessage;
+use crate::error::EngineError;
+use crate::model::Target;
+
+/// A message as JSON.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    pub to: Target,
+    pub payload: serde_json::Value,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub ttl_seconds: Option<i64>,
+    #[serde(default)]
+    pub notify_sender: Option<bool>,
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+/// An app server's answer to `upstream.received`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct RepliesBody {
+    #[serde(default)]
+    pub messages: Vec<serde_json::Value>,
+}
+
+impl MessageRequest {
+    /// The engine's form; refuses a negative or zero TTL.
+    pub fn into_message(self) -> Result<NewMessage, EngineError> {
+        let ttl = match self.ttl_seconds {
+            None => None,
+            Some(s) if s > 0 => Some(Duration::from_secs(s as u64)),
+            Some(s) => {
+                return Err(EngineError::invalid(
+                    "invalid_ttl",
+                    format!("ttl_seconds must be a positive number of seconds, got {s}"),
+                ))
+            }
+        };
+        Ok(NewMessage {
+            to: self.to,
+            payload: self.payload,
+            from: self.from,
+            request_id: self.request_id,
+            ttl,
+            notify_sender: self.notify_sender.unwrap_or(false),
+            provider: self.provider,
+        })
+    }
+}
