@@ -12,6 +12,7 @@ use pushgate_core::engine::{AppSettings, EngineSettings};
 use pushgate_core::events::{run_events, EventSettings};
 use pushgate_core::store::{SledOptions, SledStore, Store};
 use pushgate_core::{Engine, StoreError};
+use pushgate_sendmessage::{SendMessageRouter, SendMessageSettings};
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -86,7 +87,6 @@ impl Gateway {
                 default_provider: a.default_provider.clone(),
                 max_devices_per_alias: a.max_devices_per_alias,
                 webhooks: a.webhook_url.is_some(),
-                upstream_relay: a.upstream_relay,
             })
             .collect();
         let settings = EngineSettings {
@@ -94,7 +94,21 @@ impl Gateway {
             default_ttl: Duration::from_secs(config.delivery.default_ttl_seconds),
             max_ttl: Duration::from_secs(config.delivery.max_ttl_seconds),
         };
-        let engine = Engine::new(store.clone(), providers.clone(), apps, settings);
+        let router = SendMessageRouter::new(SendMessageSettings {
+            relay_apps: config
+                .apps
+                .iter()
+                .filter(|a| a.upstream_relay)
+                .map(|a| a.id.clone())
+                .collect(),
+        });
+        let engine = Engine::new(
+            store.clone(),
+            providers.clone(),
+            apps,
+            settings,
+            Some(Arc::new(router)),
+        );
         let webhooks = WebhookSender::new(
             &config.apps,
             Duration::from_millis(config.webhooks.timeout_ms),

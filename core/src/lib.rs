@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod store;
+pub mod upstream;
 pub mod validate;
 
 pub use engine::{AppSettings, Engine, EngineSettings};

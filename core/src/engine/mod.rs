@@ -14,7 +14,7 @@ mod upstream;
 
 pub use accept::{Accepted, NewMessage};
 pub use receipts::{ReceiptOutcome, ReceiptReport};
-pub use request::{MessageRequest, RepliesBody};
+pub use request::MessageRequest;
 pub use upstream::{UpstreamOutcome, UpstreamReport};
 
 use std::collections::HashMap;
@@ -29,6 +29,7 @@ use crate::locks::{InFlight, StripedLocks};
 use crate::model::{DeliveryId, MessageId};
 use crate::provider::{Provider, ProviderContext};
 use crate::store::{Store, WriteOp};
+use crate::upstream::UpstreamRouter;
 
 /// What the engine needs to know of an app (the HTTP layer keeps its API keys).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,8 +40,6 @@ pub struct AppSettings {
     pub max_devices_per_alias: usize,
     /// Whether the app has a webhook URL (no events are stored otherwise).
     pub webhooks: bool,
-    /// Deliver upstream `{"to": "<alias>", "body": …}` envelopes directly (no app server).
-    pub upstream_relay: bool,
 }
 
 /// Engine-wide delivery settings.
@@ -80,6 +79,8 @@ pub struct Engine {
     pub(crate) provider_wakers: HashMap<String, Arc<Notify>>,
     pub(crate) event_waker: Notify,
     pub(crate) expiry_waker: Notify,
+    /// What upstream messages become; without one, upstream callbacks are refused.
+    pub(crate) upstream_router: Option<Arc<dyn UpstreamRouter>>,
 }
 
 impl Engine {
@@ -89,6 +90,7 @@ impl Engine {
         providers: Vec<Arc<dyn Provider>>,
         apps: Vec<AppSettings>,
         settings: EngineSettings,
+        upstream_router: Option<Arc<dyn UpstreamRouter>>,
     ) -> Arc<Self> {
         let providers: HashMap<String, Arc<dyn Provider>> = providers
             .into_iter()
@@ -111,6 +113,7 @@ impl Engine {
             provider_wakers,
             event_waker: Notify::new(),
             expiry_waker: Notify::new(),
+            upstream_router,
         });
         let receipts: Arc<dyn crate::provider::ReceiptSink> = engine.clone();
         let upstream: Arc<dyn crate::provider::UpstreamSink> = engine.clone();

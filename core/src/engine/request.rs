@@ -27,13 +27,6 @@ pub struct MessageRequest {
     pub provider: Option<String>,
 }
 
-/// An app server's answer to `upstream.received`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct RepliesBody {
-    #[serde(default)]
-    pub messages: Vec<serde_json::Value>,
-}
-
 impl MessageRequest {
     /// The engine's form; refuses a negative or zero TTL.
     pub fn into_message(self) -> Result<NewMessage, EngineError> {

@@ -1,20 +1,18 @@
-//! Strategy 2: upstream messages (device → provider → pushgate). Each is verified (the
-//! adapter), deduplicated on (provider, msgid), stored, and forwarded to the app server as
-//! an `upstream.received` event that is ordered per sender. The app server's reply, or with
-//! `upstream_relay` an `{"to": "<alias>", "body": …}` envelope, becomes messages to deliver.
+//! Strategy 2 mechanics: upstream messages (device → provider → pushgate) are verified (the
+//! provider's adapter), deduplicated on (provider, msgid) and stored; the upstream router
+//! (the sendmessage adapter) plans what they become: an `upstream.received` event, ordered
+//! per sender, and messages to deliver; the app server's answer becomes messages too. All
+//! of it is written atomically, and every resulting message has a stable request_id.
 
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
 
-use super::{AppSettings, Engine, MessageRequest, NewMessage, RepliesBody};
-use crate::clock::{now_ms, rfc3339};
+use super::{AppSettings, Engine, NewMessage};
+use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics as m;
-use crate::model::{
-    DeviceRef, EventKind, EventRecord, MessageId, Target, Upstream, UpstreamRecord,
-};
+use crate::model::{DeviceRef, EventKind, EventRecord, MessageId, Upstream, UpstreamRecord};
 use crate::provider::{CallbackRequest, UpstreamSink};
 use crate::store::WriteOp;
 
@@ -91,33 +89,36 @@ impl Engine {
             sent_at: upstream.sent_at,
         };
         let mut ops = vec![WriteOp::PutUpstream(record.clone())];
-        let relay = self.plan_relay(app, &record).await?;
-        let relayed = !relay.is_empty();
-        ops.extend(relay);
-        if app.webhooks {
-            let key = format!(
-                "upstream/{}/{}",
-                app.id,
-                match &record.from {
-                    Some(alias) => format!("alias:{alias}"),
-                    None => format!("cid:{provider}:{}", record.cid),
-                }
-            );
-            let event = EventRecord {
-                id: MessageId::generate(),
-                app: app.id.clone(),
-                kind: EventKind::UpstreamReceived,
-                created_at: now,
-                data: upstream_event_data(&record),
-                attempts: 0,
-                next_attempt_at: now,
-                ordering_key: Some(key),
-            };
-            self.queue_ordered(event, ops).await?;
-        } else {
-            self.write(ops).await?;
+        let plan = match &self.upstream_router {
+            Some(router) => router.route(app, &record),
+            None => Default::default(),
+        };
+        let relayed = self
+            .plan_messages(
+                app,
+                plan.deliver,
+                &format!("relay-{}", record.id),
+                "relay",
+                &mut ops,
+            )
+            .await?;
+        match plan.forward {
+            Some(forward) if app.webhooks => {
+                let event = EventRecord {
+                    id: MessageId::generate(),
+                    app: app.id.clone(),
+                    kind: EventKind::UpstreamReceived,
+                    created_at: now,
+                    data: forward.data,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    ordering_key: Some(forward.ordering_key),
+                };
+                self.queue_ordered(event, ops).await?;
+            }
+            _ => self.write(ops).await?,
         }
-        Ok((UpstreamOutcome::Accepted(record), relayed))
+        Ok((UpstreamOutcome::Accepted(record), relayed > 0))
     }
 
     /// Appends `event` to its ordering key's queue (making it the due head if the queue is
@@ -156,125 +157,77 @@ impl Engine {
         self.write(ops).await
     }
 
-    /// With `upstream_relay`, the ops that deliver an `{"to": "<alias>", "body": …}`
-    /// envelope from a bound sender; none otherwise.
-    async fn plan_relay(
+    /// Plans `messages` into `ops` (each without a request_id gets `<id_prefix>-<index>`,
+    /// stable across retries). Refused ones are counted under `what` and logged. Returns how
+    /// many were planned.
+    async fn plan_messages(
         &self,
         app: &AppSettings,
-        record: &UpstreamRecord,
-    ) -> Result<Vec<WriteOp>, EngineError> {
-        let (true, Some(from)) = (app.upstream_relay, &record.from) else {
-            return Ok(Vec::new());
+        messages: Vec<NewMessage>,
+        id_prefix: &str,
+        what: &'static str,
+        ops: &mut Vec<WriteOp>,
+    ) -> Result<usize, EngineError> {
+        let metric = if what == "relay" {
+            m::UPSTREAM_RELAYS_TOTAL
+        } else {
+            m::UPSTREAM_REPLIES_TOTAL
         };
-        let Ok(Value::Object(envelope)) = serde_json::from_str::<Value>(&record.payload) else {
-            return Ok(Vec::new());
-        };
-        let (Some(Value::String(to)), Some(body)) = (envelope.get("to"), envelope.get("body"))
-        else {
-            return Ok(Vec::new());
-        };
-        let message = NewMessage {
-            to: Target::Alias(to.clone()),
-            payload: body.clone(),
-            from: Some(from.clone()),
-            request_id: Some(format!("relay-{}", record.id)),
-            ttl: None,
-            notify_sender: envelope
-                .get("notify_sender")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            provider: None,
-        };
-        match self.plan_accept(app, &message).await {
-            Ok((_, ops)) => {
-                metrics::counter!(m::UPSTREAM_RELAYS_TOTAL, "result" => "accepted").increment(1);
-                Ok(ops)
+        let mut request_ids = HashSet::new();
+        let mut planned = 0;
+        for (i, mut message) in messages.into_iter().enumerate() {
+            let id = message
+                .request_id
+                .get_or_insert_with(|| format!("{id_prefix}-{i}"))
+                .clone();
+            if !request_ids.insert(id) {
+                continue;
             }
-            Err(EngineError::Store(e)) => Err(EngineError::Store(e)),
-            Err(e) => {
-                metrics::counter!(m::UPSTREAM_RELAYS_TOTAL, "result" => "rejected").increment(1);
-                tracing::warn!(app = %app.id, upstream = %record.id, code = e.code(), error = %e, "upstream envelope not relayed");
-                Ok(Vec::new())
+            match self.plan_accept(app, &message).await {
+                Ok((_, more)) => {
+                    metrics::counter!(metric, "result" => "accepted").increment(1);
+                    ops.extend(more);
+                    planned += 1;
+                }
+                Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
+                Err(e) => {
+                    metrics::counter!(metric, "result" => "rejected").increment(1);
+                    tracing::warn!(app = %app.id, what, index = i, code = e.code(), error = %e, "upstream message not delivered");
+                }
             }
         }
+        Ok(planned)
     }
 
-    /// The ops that accept the messages of an app server's reply to `event` (each as a
-    /// `POST /messages` body, `from` set to the upstream sender). Bad entries are counted,
-    /// logged and skipped; a malformed reply is ignored (the event is still done).
+    /// The ops that accept the messages of an app server's answer to `event`.
     pub(crate) async fn plan_replies(
         &self,
         event: &EventRecord,
         body: &[u8],
     ) -> Result<Vec<WriteOp>, EngineError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
+        let (Some(app), Some(router)) = (self.apps.get(&event.app), &self.upstream_router) else {
             return Ok(Vec::new());
+        };
+        let replies = router.replies(app, event, body);
+        if let Some(reason) = &replies.malformed {
+            metrics::counter!(m::UPSTREAM_REPLIES_TOTAL, "result" => "malformed").increment(1);
+            tracing::warn!(app = %event.app, event = %event.id, %reason, "app server answer ignored");
         }
-        let replies: RepliesBody = match serde_json::from_slice(body) {
-            Ok(r) => r,
-            Err(e) => {
-                metrics::counter!(m::UPSTREAM_REPLIES_TOTAL, "result" => "malformed").increment(1);
-                tracing::warn!(app = %event.app, event = %event.id, error = %e, "app server reply is not {{\"messages\": [...]}}; ignored");
-                return Ok(Vec::new());
-            }
-        };
-        let Some(app) = self.apps.get(&event.app) else {
-            return Ok(Vec::new());
-        };
-        let sender = event.data["from"].as_str().map(str::to_string);
+        for (index, reason) in &replies.refused {
+            metrics::counter!(m::UPSTREAM_REPLIES_TOTAL, "result" => "rejected").increment(1);
+            tracing::warn!(app = %event.app, event = %event.id, index, %reason, "reply message refused");
+        }
         let mut ops = Vec::new();
-        let mut request_ids = HashSet::new();
-        for (i, entry) in replies.messages.into_iter().enumerate() {
-            let planned = match serde_json::from_value::<MessageRequest>(entry) {
-                Ok(request) => match request.into_message() {
-                    Ok(mut message) => {
-                        message.from = sender.clone();
-                        let id = message
-                            .request_id
-                            .get_or_insert_with(|| format!("reply-{}-{i}", event.id));
-                        if !request_ids.insert(id.clone()) {
-                            continue;
-                        }
-                        self.plan_accept(app, &message).await
-                    }
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(EngineError::invalid(
-                    "invalid_request",
-                    format!("invalid reply message: {e}"),
-                )),
-            };
-            match planned {
-                Ok((_, planned)) => {
-                    metrics::counter!(m::UPSTREAM_REPLIES_TOTAL, "result" => "accepted")
-                        .increment(1);
-                    ops.extend(planned);
-                }
-                Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
-                Err(e) => {
-                    metrics::counter!(m::UPSTREAM_REPLIES_TOTAL, "result" => "rejected")
-                        .increment(1);
-                    tracing::warn!(app = %event.app, event = %event.id, index = i, code = e.code(), error = %e, "reply message refused");
-                }
-            }
-        }
+        self.plan_messages(
+            app,
+            replies.messages,
+            &format!("reply-{}", event.id),
+            "reply",
+            &mut ops,
+        )
+        .await?;
         Ok(ops)
     }
-}
-
-/// The `data` of an `upstream.received` event.
-fn upstream_event_data(record: &UpstreamRecord) -> Value {
-    json!({
-        "upstream_id": record.id,
-        "provider": record.provider,
-        "cid": record.cid,
-        "from": record.from,
-        "unbound": record.from.is_none(),
-        "msgid": record.msgid,
-        "payload": record.payload,
-        "received_at": rfc3339(record.received_at),
-        "sent_at": record.sent_at.map(rfc3339),
-    })
 }
 
 #[async_trait]
@@ -285,6 +238,11 @@ impl UpstreamSink for Engine {
         request: CallbackRequest,
     ) -> Result<UpstreamReport, EngineError> {
         let adapter = self.provider(provider)?.clone();
+        if self.upstream_router.is_none() {
+            return Err(EngineError::Callback(
+                crate::provider::CallbackError::NotSupported("upstream"),
+            ));
+        }
         let parsed = adapter.parse_upstream(&request)?;
         let mut report = UpstreamReport {
             rejected: parsed.rejected.len(),
