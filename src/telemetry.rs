@@ -13,8 +13,13 @@ const SECONDS_BUCKETS: &[f64] = &[
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_logging() {
+    init_logging_with("info");
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `default_filter`).
+pub fn init_logging_with(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
