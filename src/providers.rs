@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::plugin_host::PluginProvider;
 use pushgate_core::provider::Provider;
 use pushgate_getui::GetuiProvider;
 use pushgate_mock::MockProvider;
@@ -27,6 +28,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BuildError> {
             .map(|p| Arc::new(p) as Arc<dyn Provider>)
             .map_err(|e| fail(e.to_string())),
         ProviderSpec::Getui(settings) => GetuiProvider::new(&config.name, settings.clone())
+            .map(|p| Arc::new(p) as Arc<dyn Provider>)
+            .map_err(|e| fail(e.to_string())),
+        ProviderSpec::Plugin(settings) => PluginProvider::new(&config.name, settings.clone())
             .map(|p| Arc::new(p) as Arc<dyn Provider>)
             .map_err(|e| fail(e.to_string())),
     }

@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::plugin_host::PluginSettings;
 use pushgate_getui::GetuiSettings;
 use pushgate_mock::MockSettings;
 
@@ -22,10 +23,11 @@ pub struct RawProvider {
 pub enum ProviderSpec {
     Mock(MockSettings),
     Getui(GetuiSettings),
+    Plugin(PluginSettings),
 }
 
 /// Every kind a config may name.
-pub const KINDS: &[&str] = &["mock", "getui"];
+pub const KINDS: &[&str] = &["mock", "getui", "plugin"];
 
 /// A provider entry after validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +119,12 @@ impl ProviderConfig {
                 s.validate()
                     .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
                 ProviderSpec::Getui(s)
+            }
+            "plugin" => {
+                let s: PluginSettings = settings(raw, at)?;
+                s.validate()
+                    .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
+                ProviderSpec::Plugin(s)
             }
             other => {
                 return Err(at.error(
