@@ -72,19 +72,19 @@ impl Engine {
         let mut done = true;
         match result {
             Ok(reply) => {
-                metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "outcome" => "ok").increment(1);
+                metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "type" => event.kind.as_str(), "outcome" => "ok").increment(1);
                 if event.kind == EventKind::UpstreamReceived {
                     ops.extend(self.plan_replies(&event, &reply).await?);
                 }
             }
             Err(failure) if failure.permanent || !retry.may_retry(event.attempts) => {
-                metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "outcome" => "dropped").increment(1);
+                metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "type" => event.kind.as_str(), "outcome" => "dropped").increment(1);
                 metrics::counter!(m::WEBHOOKS_DROPPED_TOTAL, "app" => event.app.clone())
                     .increment(1);
                 tracing::warn!(app = %event.app, event = %event.id, kind = event.kind.as_str(), attempts = event.attempts, error = %failure, "webhook event dropped after its last attempt");
             }
             Err(failure) => {
-                metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "outcome" => "retry").increment(1);
+                metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "type" => event.kind.as_str(), "outcome" => "retry").increment(1);
                 let delay = retry.delay(event.attempts, failure.retry_after);
                 tracing::debug!(app = %event.app, event = %event.id, error = %failure, delay_ms = delay.as_millis() as u64, "webhook failed; will retry");
                 event.next_attempt_at = now_ms().saturating_add(delay.as_millis() as u64);

@@ -36,7 +36,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (ACCEPT_TO_DELIVERED_SECONDS, "Time from accepting a message to its delivery receipt, in seconds, by provider."),
     (OUTBOX_DEPTH, "Deliveries waiting in the durable outbox, by provider."),
     (RETRIES_TOTAL, "Deliveries scheduled for another attempt after a transient failure, by provider."),
-    (WEBHOOK_DELIVERIES_TOTAL, "Webhook event delivery attempts by outcome (ok, retry, dropped)."),
+    (WEBHOOK_DELIVERIES_TOTAL, "Webhook event delivery attempts by event type and outcome (ok, retry, dropped)."),
     (WEBHOOKS_DROPPED_TOTAL, "Webhook events given up after the last attempt, by app."),
     (CALLBACKS_REJECTED_TOTAL, "Provider callback items rejected (bad signature, foreign app, malformed), by provider and kind."),
     (STORE_FLUSH_SECONDS, "Duration of group-commit flushes to disk, in seconds."),
