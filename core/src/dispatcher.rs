@@ -163,6 +163,23 @@ pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
     }
 }
 
+/// Flushes the store once a second, so writes no request waited for (state transitions of
+/// the dispatcher, webhook bookkeeping) reach the disk within about a second even when idle.
+pub async fn run_flusher(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    let store = engine.store().clone();
+    let mut tick = tokio::time::interval(IDLE_WAIT);
+    while !*shutdown.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = store.commit().await {
+                    tracing::error!(error = %e, "periodic flush failed");
+                }
+            }
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

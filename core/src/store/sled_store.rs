@@ -73,7 +73,9 @@ impl SledStore {
             .path(&options.path)
             .cache_capacity(options.cache_capacity)
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(1000))
+            // Flushes are explicit: group commits, plus the gateway's once-a-second flusher.
+            // sled's own background flush stalled requests behind large writes.
+            .flush_every_ms(None)
             .open()
             .map_err(|e| {
                 StoreError::Backend(format!(

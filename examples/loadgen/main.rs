@@ -1,0 +1,245 @@
+//! pushgate's load generator and benchmark.
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example loadgen -- --max --seconds 10
+//! cargo run --release --example loadgen -- --rate 10000 --seconds 10 --baseline --json out.json
+//! ```
+//!
+//! It starts the release gateway as a child process (mock provider with receipts, durability
+//! on, a webhook to this process so every `message.delivered` is timed), binds N aliases,
+//! then sends `POST /messages` over keep-alive connections at a fixed rate (latency measured
+//! from each request's intended start: no coordinated omission) or as fast as possible, for
+//! a bounded count or time. It reports accept latency percentiles, accept → delivered latency,
+//! throughput accepted and delivered, errors and the gateway's RSS. `--baseline` runs the same
+//! client against a trivial hyper server that answers 202 without work, in the same run, and
+//! reports pushgate's throughput as a ratio of it.
+
+mod client;
+mod report;
+mod servers;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use report::{Figures, Report};
+
+pub struct Options {
+    pub aliases: usize,
+    pub connections: usize,
+    /// Messages per second in total; `None`: as fast as possible.
+    pub rate: Option<f64>,
+    pub seconds: f64,
+    pub count: Option<usize>,
+    pub baseline: bool,
+    pub json: Option<PathBuf>,
+    pub gateway_bin: Option<PathBuf>,
+    pub drain_seconds: u64,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut o = Options {
+        aliases: 1000,
+        connections: 32,
+        rate: None,
+        seconds: 10.0,
+        count: None,
+        baseline: false,
+        json: None,
+        gateway_bin: None,
+        drain_seconds: 60,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let num = |v: String| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{v:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--aliases" => o.aliases = num(value()?)? as usize,
+            "--connections" => o.connections = (num(value()?)? as usize).max(1),
+            "--rate" => o.rate = Some(num(value()?)?),
+            "--max" => o.rate = None,
+            "--seconds" => o.seconds = num(value()?)?,
+            "--count" => o.count = Some(num(value()?)? as usize),
+            "--baseline" => o.baseline = true,
+            "--json" => o.json = Some(PathBuf::from(value()?)),
+            "--gateway-bin" => o.gateway_bin = Some(PathBuf::from(value()?)),
+            "--drain-seconds" => o.drain_seconds = num(value()?)? as u64,
+            "-h" | "--help" => {
+                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+/// The release gateway binary next to this example (target/release/pushgate).
+fn gateway_bin(o: &Options) -> Result<PathBuf, String> {
+    if let Some(p) = &o.gateway_bin {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("pushgate"))
+        .ok_or("cannot locate target dir")?;
+    if !bin.exists() {
+        return Err(format!(
+            "{} not found: run `cargo build --release` first",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+struct Gateway {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const KEY: &str = "loadgen-api-key-0123456789";
+
+fn start_gateway(bin: &PathBuf, webhook: &str) -> Result<Gateway, String> {
+    let dir = std::env::temp_dir().join(format!("pushgate-loadgen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n",
+        dir.join("data").display()
+    );
+    let path = dir.join("pushgate.toml");
+    std::fs::write(&path, config).map_err(|e| e.to_string())?;
+    let mut child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut reader = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let url = loop {
+        match reader.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("pushgate listening on ") {
+                    break url.to_string();
+                }
+            }
+            _ => return Err("the gateway did not start".into()),
+        }
+    };
+    std::thread::spawn(move || for _ in reader {});
+    Ok(Gateway { child, url, dir })
+}
+
+/// VmRSS and VmHWM of a process, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn run(o: Options) -> Result<(), String> {
+    let bin = gateway_bin(&o)?;
+    let accepted_at: client::Accepted = Arc::new(Mutex::new(HashMap::new()));
+    let receiver = servers::DeliveryReceiver::start().await?;
+    let gateway = start_gateway(&bin, &receiver.url)?;
+    let pid = gateway.child.id();
+    println!("gateway {} (pid {pid}) from {}", gateway.url, bin.display());
+    let started = Instant::now();
+    client::bind_aliases(&gateway.url, KEY, o.aliases, o.connections).await?;
+    println!(
+        "bound {} aliases in {:.2}s",
+        o.aliases,
+        started.elapsed().as_secs_f64()
+    );
+    let (rss_before, _) = rss_kib(pid);
+
+    let run = client::drive(&gateway.url, Some(KEY), &o, Some(accepted_at.clone())).await?;
+    let load_end = Instant::now();
+    // Wait for the deliveries (timed by their message.delivered webhooks) to drain.
+    let deadline = load_end + Duration::from_secs(o.drain_seconds);
+    while receiver.count() < run.accepted && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (rss_after, rss_peak) = rss_kib(pid);
+    let delivered = {
+        let accepted = accepted_at.lock().map_err(|_| "poisoned")?;
+        receiver.latencies(&accepted)
+    };
+    let last_delivery = receiver.last().unwrap_or(load_end);
+    let figures = Figures::new(
+        "pushgate",
+        &run,
+        Some((&delivered, last_delivery)),
+        Some((rss_before, rss_after, rss_peak)),
+    );
+    drop(gateway);
+
+    let baseline = if o.baseline {
+        let server = servers::Baseline::start().await?;
+        let run = client::drive(&server.url, None, &o, None).await?;
+        Some(Figures::new(
+            "baseline (hyper 202, no work)",
+            &run,
+            None,
+            None,
+        ))
+    } else {
+        None
+    };
+    let report = Report {
+        options: report::OptionsView::from(&o),
+        pushgate: figures,
+        baseline,
+    };
+    report.print();
+    if let Some(path) = &o.json {
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&report.json()).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let options = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(options).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
