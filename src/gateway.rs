@@ -87,12 +87,16 @@ impl Gateway {
                 default_provider: a.default_provider.clone(),
                 max_devices_per_alias: a.max_devices_per_alias,
                 webhooks: a.webhook_url.is_some(),
+                max_backlog: a.max_backlog,
             })
             .collect();
         let settings = EngineSettings {
             retry: config.delivery.retry(),
             default_ttl: Duration::from_secs(config.delivery.default_ttl_seconds),
             max_ttl: Duration::from_secs(config.delivery.max_ttl_seconds),
+            max_retry_time: Duration::from_secs(config.delivery.max_retry_seconds),
+            circuit_failures: config.delivery.circuit_failures,
+            circuit_open: Duration::from_millis(config.delivery.circuit_open_ms),
         };
         let router = SendMessageRouter::new(SendMessageSettings {
             relay_apps: config
@@ -161,6 +165,7 @@ impl Gateway {
             engine,
             keys: ApiKeys::new(&config.apps),
             max_body: config.server.max_body_bytes,
+            header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
             metrics,
             ready: true.into(),
         });

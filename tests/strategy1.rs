@@ -153,7 +153,7 @@ async fn a_restart_mid_flight_resumes_every_delivery_once() {
         "fail_first_attempts = 2\nstate_dir = \"{}\"",
         state.display()
     );
-    let delivery = "[delivery]\nretry_base_ms = 400\nretry_max_ms = 800";
+    let delivery = "[delivery]\nretry_base_ms = 400\nretry_max_ms = 800\ncircuit_failures = 0";
     let cfg = config(dir.path(), None, &mock, delivery);
     let mut gw = GatewayProcess::start(dir.path(), &cfg);
     let api = gw.api();

@@ -8,6 +8,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::breaker::{Breaker, CircuitState};
 use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::metrics as m;
@@ -64,6 +65,10 @@ pub async fn run_provider(
     };
     let limits = provider.limits();
     let permits = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+    let breaker = Arc::new(Breaker::new(
+        engine.settings.circuit_failures,
+        engine.settings.circuit_open,
+    ));
     let mut pacer = limits.qps.map(Pacer::new);
     let mut tasks = JoinSet::new();
     let store = engine.store().clone();
@@ -72,7 +77,10 @@ pub async fn run_provider(
         while tasks.try_join_next().is_some() {}
         metrics::gauge!(m::OUTBOX_DEPTH, "provider" => name.clone())
             .set(store.outbox_depth(&name) as f64);
-        let free = permits.available_permits();
+        let (free, circuit_wait) =
+            breaker.admit(permits.available_permits(), std::time::Instant::now());
+        metrics::gauge!(m::CIRCUIT_STATE, "provider" => name.clone())
+            .set(breaker.state() as i32 as f64);
         let now = now_ms();
         let due = if free == 0 {
             Ok(Vec::new())
@@ -93,14 +101,18 @@ pub async fn run_provider(
             }
         };
         if due.is_empty() {
+            if free > 0 && breaker.state() == CircuitState::HalfOpen {
+                breaker.release_probe();
+            }
             let next = if free == 0 {
                 None
             } else {
                 store.next_due(&name).await.ok().flatten()
             };
+            let wait = circuit_wait.map_or(wait_until(next, now), |w| w.min(IDLE_WAIT));
             tokio::select! {
-                _ = waker.notified() => {}
-                _ = tokio::time::sleep(wait_until(next, now)) => {}
+                _ = waker.notified(), if circuit_wait.is_none() => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
             continue;
@@ -117,10 +129,16 @@ pub async fn run_provider(
             }
             let engine = engine.clone();
             let waker = waker.clone();
+            let breaker = breaker.clone();
             tasks.spawn(async move {
-                if let Err(e) = engine.deliver(id).await {
-                    tracing::error!(delivery = %id, error = %e, "delivery step failed; it stays queued");
-                    tokio::time::sleep(ERROR_PAUSE).await;
+                match engine.deliver(id).await {
+                    Ok(Some(healthy)) => breaker.record(healthy, std::time::Instant::now()),
+                    Ok(None) => breaker.release_probe(),
+                    Err(e) => {
+                        breaker.release_probe();
+                        tracing::error!(delivery = %id, error = %e, "delivery step failed; it stays queued");
+                        tokio::time::sleep(ERROR_PAUSE).await;
+                    }
                 }
                 engine.in_flight.remove(&id);
                 drop(permit);

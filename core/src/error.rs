@@ -18,6 +18,7 @@ pub enum ErrorClass {
     BadRequest,
     NotFound,
     Conflict,
+    TooManyRequests,
     BadGateway,
     Unavailable,
 }
@@ -44,6 +45,8 @@ pub enum EngineError {
         provider: String,
         error: ProviderError,
     },
+    #[error("app {app:?} has {backlog} deliveries waiting, its limit; retry later")]
+    Backlog { app: String, backlog: u64 },
     #[error(transparent)]
     Callback(#[from] CallbackError),
     #[error(transparent)]
@@ -70,6 +73,7 @@ impl EngineError {
             Self::AliasFull { .. } => "alias_full",
             Self::IdempotencyConflict(_) => "idempotency_conflict",
             Self::Provider { .. } => "provider_error",
+            Self::Backlog { .. } => "backlog_full",
             Self::Callback(CallbackError::NotSupported(_)) => "callback_not_supported",
             Self::Callback(CallbackError::Malformed(_)) => "malformed_callback",
             Self::Store(_) => "storage_unavailable",
@@ -85,6 +89,7 @@ impl EngineError {
             }
             Self::AliasFull { .. } | Self::IdempotencyConflict(_) => ErrorClass::Conflict,
             Self::Provider { .. } => ErrorClass::BadGateway,
+            Self::Backlog { .. } => ErrorClass::TooManyRequests,
             Self::Callback(CallbackError::NotSupported(_)) => ErrorClass::NotFound,
             Self::Callback(CallbackError::Malformed(_)) => ErrorClass::BadRequest,
             Self::Store(_) => ErrorClass::Unavailable,

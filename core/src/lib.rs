@@ -5,6 +5,7 @@
 //! (the `pushgate` crate) wires them in.
 
 pub mod backoff;
+pub mod breaker;
 pub mod clock;
 pub mod dispatcher;
 pub mod engine;

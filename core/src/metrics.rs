@@ -22,6 +22,7 @@ pub const ALIAS_BINDINGS_TOTAL: &str = "pushgate_alias_bindings_total";
 pub const UPSTREAM_MESSAGES_TOTAL: &str = "pushgate_upstream_messages_total";
 pub const UPSTREAM_REPLIES_TOTAL: &str = "pushgate_upstream_replies_total";
 pub const UPSTREAM_RELAYS_TOTAL: &str = "pushgate_upstream_relays_total";
+pub const CIRCUIT_STATE: &str = "pushgate_circuit_state";
 pub const PLUGIN_LOADS_TOTAL: &str = "pushgate_plugin_loads_total";
 pub const PLUGIN_FAULTS_TOTAL: &str = "pushgate_plugin_faults_total";
 
@@ -44,6 +45,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (ALIAS_BINDINGS_TOTAL, "Alias binding changes by result (bound, moved, unbound)."),
     (UPSTREAM_MESSAGES_TOTAL, "Upstream messages from devices by provider and result (accepted, duplicate, unowned)."),
     (UPSTREAM_REPLIES_TOTAL, "Messages in app server replies to upstream events by result (accepted, rejected, malformed)."),
+    (CIRCUIT_STATE, "Circuit breaker state by provider: 0 closed, 1 half-open, 2 open."),
     (PLUGIN_LOADS_TOTAL, "Plugin libraries loaded or refused, by plugin, version and result."),
     (PLUGIN_FAULTS_TOTAL, "Plugin misbehaviour contained by the host (panic, bad_json, unknown_status, huge_result, timeout), by plugin and kind."),
     (UPSTREAM_RELAYS_TOTAL, "Upstream envelopes relayed directly (upstream_relay) by result (accepted, rejected)."),

@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub commit_window_ms: u64,
     /// sled's page cache, in MiB.
     pub cache_capacity_mb: u64,
+    /// Longest a client may take to send its request headers (slow clients are cut off).
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +80,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             commit_window_ms: 0,
             cache_capacity_mb: 256,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -91,6 +94,12 @@ pub struct DeliveryConfig {
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
     pub max_attempts: u32,
+    /// Longest a delivery is retried after acceptance; then it fails with its last error.
+    pub max_retry_seconds: u64,
+    /// Consecutive transient failures that open a provider's circuit (0: no breaker).
+    pub circuit_failures: u32,
+    /// How long an open circuit waits before one probe send.
+    pub circuit_open_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -101,6 +110,9 @@ impl Default for DeliveryConfig {
             retry_base_ms: 1000,
             retry_max_ms: 300_000,
             max_attempts: 12,
+            max_retry_seconds: 24 * 3600,
+            circuit_failures: 10,
+            circuit_open_ms: 5000,
         }
     }
 }
@@ -166,6 +178,13 @@ pub struct AppConfig {
     /// Deliver upstream `{"to": "<alias>", "body": …}` envelopes directly.
     #[serde(default)]
     pub upstream_relay: bool,
+    /// Deliveries waiting in the outboxes beyond which new messages get 429 (0: no limit).
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: u64,
+}
+
+fn default_max_backlog() -> u64 {
+    1_000_000
 }
 
 fn default_max_devices() -> usize {
@@ -322,6 +341,13 @@ impl Config {
                 "must be between 1024 and 67108864".into(),
             ));
         }
+        if s.header_read_timeout_ms == 0 {
+            return Err(err(
+                "server",
+                "header_read_timeout_ms",
+                "must be at least 1".into(),
+            ));
+        }
         if s.cache_capacity_mb == 0 {
             return Err(err(
                 "server",
@@ -346,6 +372,20 @@ impl Config {
         }
         if d.max_attempts == 0 {
             return Err(err("delivery", "max_attempts", "must be at least 1".into()));
+        }
+        if d.max_retry_seconds == 0 {
+            return Err(err(
+                "delivery",
+                "max_retry_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if d.circuit_failures > 0 && d.circuit_open_ms == 0 {
+            return Err(err(
+                "delivery",
+                "circuit_open_ms",
+                "must be at least 1".into(),
+            ));
         }
         if d.retry_base_ms == 0 || d.retry_base_ms > d.retry_max_ms {
             return Err(err(
@@ -407,6 +447,7 @@ impl Config {
                 default_provider: "mock".into(),
                 max_devices_per_alias: default_max_devices(),
                 upstream_relay: false,
+                max_backlog: default_max_backlog(),
             }],
             providers: vec![ProviderConfig {
                 name: "mock".into(),

@@ -26,14 +26,13 @@ pub use auth::ApiKeys;
 use response::{ApiError, HttpResponse};
 use routes::Route;
 
-/// Longest a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What every request handler can reach.
 pub struct ApiState {
     pub engine: Arc<Engine>,
     pub keys: ApiKeys,
     pub max_body: usize,
+    /// Longest a client may take to send its request headers.
+    pub header_read_timeout: Duration,
     pub metrics: Option<PrometheusHandle>,
     /// True while the gateway serves (false while starting or shutting down).
     pub ready: AtomicBool,
@@ -60,11 +59,12 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let header_timeout = state.header_read_timeout;
                 let state = state.clone();
                 let service = service_fn(move |request| handle(state.clone(), request));
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .header_read_timeout(header_timeout)
                     .max_buf_size(64 * 1024)
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -39,7 +42,13 @@ impl ApiError {
     /// The response carrying this error.
     pub fn into_response(self) -> HttpResponse {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        json(self.status, &body)
+        let mut response = json(self.status, &body);
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -49,6 +58,7 @@ impl From<EngineError> for ApiError {
             ErrorClass::BadRequest => StatusCode::BAD_REQUEST,
             ErrorClass::NotFound => StatusCode::NOT_FOUND,
             ErrorClass::Conflict => StatusCode::CONFLICT,
+            ErrorClass::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorClass::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorClass::Unavailable => {
                 tracing::error!(error = %e, "request failed on storage");
@@ -60,10 +70,16 @@ impl From<EngineError> for ApiError {
             EngineError::Store(_) => "storage is unavailable; try again".to_string(),
             other => other.to_string(),
         };
+        let retry_after = matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        )
+        .then_some(1);
         ApiError {
             status,
             code: e.code(),
             message,
+            retry_after,
         }
     }
 }

@@ -120,6 +120,27 @@ impl Api {
         .await
     }
 
+    /// Sends a message without panicking on a dead gateway: `(status, message_id)`.
+    pub async fn try_send(&self, body: &Value) -> Option<(u16, String)> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/v1/apps/demo/messages", self.base));
+        if let Some(key) = &self.key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_string())))
+            .ok()?;
+        let response = self.client.request(request).await.ok()?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        let json: Value = serde_json::from_slice(&bytes).ok()?;
+        Some((
+            status,
+            json["message_id"].as_str().unwrap_or("").to_string(),
+        ))
+    }
+
     pub async fn send(&self, body: &Value) -> Reply {
         self.post("/v1/apps/demo/messages", body).await
     }

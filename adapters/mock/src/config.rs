@@ -47,6 +47,10 @@ pub struct MockSettings {
     /// Sends per second, if capped.
     #[serde(default)]
     pub qps: Option<u32>,
+    /// The gateway's timeout for one send (default: send latency + 10 s). With a latency above
+    /// it, every send times out: a provider that is down.
+    #[serde(default)]
+    pub send_timeout_ms: Option<u64>,
 }
 
 fn default_receipt_delay() -> u64 {
@@ -77,6 +81,7 @@ impl Default for MockSettings {
             inbox_limit: default_inbox_limit(),
             concurrency: default_concurrency(),
             qps: None,
+            send_timeout_ms: None,
         }
     }
 }

@@ -88,6 +88,7 @@ impl Inboxes {
                     .map_err(|e| e.to_string())?
                     .is_ok();
                 if !first {
+                    db.flush_async().await.map_err(|e| e.to_string())?;
                     return Ok(false);
                 }
                 let seq = db.generate_id().map_err(|e| e.to_string())?;
@@ -97,6 +98,43 @@ impl Inboxes {
                 db.flush_async().await.map_err(|e| e.to_string())?;
                 Ok(true)
             }
+        }
+    }
+
+    /// Remembers a receipt the device still has to deliver (persistent inboxes only), so a
+    /// gateway crash does not lose it: a real provider keeps retrying its callbacks.
+    pub fn keep_receipt(&self, reference: &str, line: &str) {
+        if let Inboxes::Persistent { db } = self {
+            let key = [b"r\0".as_slice(), reference.as_bytes()].concat();
+            if let Err(e) = db.insert(key, line.as_bytes()) {
+                tracing::warn!(error = %e, "mock: cannot keep a pending receipt");
+            }
+        }
+    }
+
+    /// Forgets receipts the gateway took.
+    pub fn receipts_taken(&self, references: &[String]) {
+        if let Inboxes::Persistent { db } = self {
+            for reference in references {
+                let _ = db.remove([b"r\0".as_slice(), reference.as_bytes()].concat());
+            }
+        }
+    }
+
+    /// Receipts kept from an earlier run.
+    pub fn pending_receipts(&self) -> Vec<(String, String)> {
+        match self {
+            Inboxes::Memory { .. } => Vec::new(),
+            Inboxes::Persistent { db } => db
+                .scan_prefix(b"r\0")
+                .filter_map(Result::ok)
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(&k[2..]).into_owned(),
+                        String::from_utf8_lossy(&v).into_owned(),
+                    )
+                })
+                .collect(),
         }
     }
 

@@ -24,6 +24,7 @@ const MAX_LINES_PER_CALLBACK: usize = 500;
 
 struct PendingReceipt {
     due: Instant,
+    reference: String,
     line: String,
 }
 
@@ -32,7 +33,7 @@ pub struct MockProvider {
     name: String,
     settings: MockSettings,
     secret: Vec<u8>,
-    inboxes: Inboxes,
+    inboxes: std::sync::Arc<Inboxes>,
     receipts: mpsc::UnboundedSender<PendingReceipt>,
     pump: Mutex<Option<mpsc::UnboundedReceiver<PendingReceipt>>>,
     context: OnceLock<ProviderContext>,
@@ -56,7 +57,7 @@ impl MockProvider {
             name: name.to_string(),
             settings,
             secret,
-            inboxes,
+            inboxes: std::sync::Arc::new(inboxes),
             receipts,
             pump: Mutex::new(Some(rx)),
             context: OnceLock::new(),
@@ -141,6 +142,7 @@ impl MockProvider {
         name: String,
         context: ProviderContext,
         mut rx: mpsc::UnboundedReceiver<PendingReceipt>,
+        inboxes: std::sync::Arc<Inboxes>,
     ) {
         let mut carry: Option<PendingReceipt> = None;
         loop {
@@ -152,6 +154,7 @@ impl MockProvider {
                 },
             };
             tokio::time::sleep_until(first.due).await;
+            let mut references = vec![first.reference];
             let mut body = first.line;
             let mut lines = 1;
             let now = Instant::now();
@@ -159,6 +162,7 @@ impl MockProvider {
                 match rx.try_recv() {
                     Ok(next) if next.due <= now => {
                         body.push_str(&next.line);
+                        references.push(next.reference);
                         lines += 1;
                     }
                     Ok(next) => {
@@ -177,7 +181,10 @@ impl MockProvider {
             };
             for attempt in 1..=3 {
                 match sink.receipts_callback(&name, request.clone()).await {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        inboxes.receipts_taken(&references);
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(provider = %name, attempt, error = %e, "simulated receipt callback failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -206,17 +213,27 @@ impl Provider for MockProvider {
             payload: (*delivery.payload).clone(),
             received_at: now_ms(),
         };
+        let reference = delivery.idempotency_key.clone();
+        let receipt = acknowledge
+            .then(|| callbacks::sign_line(&self.secret, &reference, &delivery.cid, now_ms()));
+        if let Some(line) = &receipt {
+            // Kept before the inbox flush below, so it is as durable as the message.
+            self.inboxes.keep_receipt(&reference, line);
+        }
         // A repeated request id is dropped (as Getui does), but the device acknowledges
         // again, so a send whose receipt was lost in a gateway crash still completes.
         self.inboxes
             .receive(&delivery.cid, entry)
             .await
             .map_err(|e| ProviderError::transient("mock_state", e))?;
-        let reference = delivery.idempotency_key.clone();
-        if acknowledge {
-            let line = callbacks::sign_line(&self.secret, &reference, &delivery.cid, now_ms());
+        if let Some(line) = receipt {
             let due = Instant::now() + Duration::from_millis(self.settings.receipt_delay_ms);
-            if self.receipts.send(PendingReceipt { due, line }).is_err() {
+            let pending = PendingReceipt {
+                due,
+                reference: reference.clone(),
+                line,
+            };
+            if self.receipts.send(pending).is_err() {
                 tracing::warn!(provider = %self.name, "receipt pump stopped; receipt dropped");
             }
         }
@@ -229,7 +246,11 @@ impl Provider for MockProvider {
         ProviderLimits {
             concurrency: self.settings.concurrency,
             qps: self.settings.qps,
-            send_timeout: Duration::from_millis(self.settings.send_latency_ms + 10_000),
+            send_timeout: Duration::from_millis(
+                self.settings
+                    .send_timeout_ms
+                    .unwrap_or(self.settings.send_latency_ms + 10_000),
+            ),
         }
     }
 
@@ -237,7 +258,21 @@ impl Provider for MockProvider {
         let rx = self.pump.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(rx) = rx {
             let _ = self.context.set(context.clone());
-            tokio::spawn(Self::pump_receipts(self.name.clone(), context, rx));
+            // Receipts the devices still owed when the gateway stopped go out first.
+            for (reference, line) in self.inboxes.pending_receipts() {
+                let due = Instant::now();
+                let _ = self.receipts.send(PendingReceipt {
+                    due,
+                    reference,
+                    line,
+                });
+            }
+            tokio::spawn(Self::pump_receipts(
+                self.name.clone(),
+                context,
+                rx,
+                self.inboxes.clone(),
+            ));
         }
     }
 

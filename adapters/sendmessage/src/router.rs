@@ -118,6 +118,7 @@ mod tests {
             default_provider: "mock".into(),
             max_devices_per_alias: 10,
             webhooks: true,
+            max_backlog: 0,
         }
     }
 

@@ -66,6 +66,13 @@ impl Engine {
             .apps
             .get(app)
             .ok_or_else(|| EngineError::invalid("unknown_app", format!("no app named {app:?}")))?;
+        let backlog = self.store.backlog(&app.id);
+        if app.max_backlog > 0 && backlog >= app.max_backlog {
+            return Err(EngineError::Backlog {
+                app: app.id.clone(),
+                backlog,
+            });
+        }
         let _guard = match &msg.request_id {
             Some(r) => Some(self.request_locks.lock(&(&app.id, r)).await),
             None => None,
@@ -257,6 +264,7 @@ impl Engine {
                     provider: device.provider.clone(),
                     due: now,
                     id,
+                    app: record.app.clone(),
                 });
             } else {
                 delivery.next_attempt_at = None;

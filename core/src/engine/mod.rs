@@ -40,6 +40,8 @@ pub struct AppSettings {
     pub max_devices_per_alias: usize,
     /// Whether the app has a webhook URL (no events are stored otherwise).
     pub webhooks: bool,
+    /// Deliveries waiting in the outboxes beyond which new messages get 429 (0: no limit).
+    pub max_backlog: u64,
 }
 
 /// Engine-wide delivery settings.
@@ -50,6 +52,12 @@ pub struct EngineSettings {
     pub default_ttl: Duration,
     /// Longest TTL accepted.
     pub max_ttl: Duration,
+    /// Longest a delivery keeps being retried after it was accepted; then it fails.
+    pub max_retry_time: Duration,
+    /// Consecutive transient failures that open a provider's circuit (0: no breaker).
+    pub circuit_failures: u32,
+    /// How long an open circuit stays open before a probe.
+    pub circuit_open: Duration,
 }
 
 impl Default for EngineSettings {
@@ -58,6 +66,9 @@ impl Default for EngineSettings {
             retry: RetryPolicy::default(),
             default_ttl: Duration::from_secs(3600),
             max_ttl: Duration::from_secs(3 * 24 * 3600),
+            max_retry_time: Duration::from_secs(24 * 3600),
+            circuit_failures: 10,
+            circuit_open: Duration::from_secs(5),
         }
     }
 }

@@ -19,10 +19,11 @@ const EXPIRY_RECHECK: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Sends one delivery through its provider: claim (state `sending`), call the provider
-    /// under its timeout, record the outcome. The caller has marked it in flight.
-    pub async fn deliver(&self, id: DeliveryId) -> Result<(), EngineError> {
+    /// under its timeout, record the outcome. The caller has marked it in flight. Returns
+    /// whether the provider looked healthy (`None`: nothing was sent).
+    pub async fn deliver(&self, id: DeliveryId) -> Result<Option<bool>, EngineError> {
         let Some(outbound) = self.begin_send(id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let provider_name = outbound.1.provider.clone();
         let provider = self.provider(&provider_name)?.clone();
@@ -37,7 +38,9 @@ impl Engine {
         };
         metrics::histogram!(m::PROVIDER_SEND_SECONDS, "provider" => provider_name.clone())
             .record(started.elapsed().as_secs_f64());
-        self.finish_send(id, result).await
+        let healthy = !matches!(&result, Err(e) if e.is_transient());
+        self.finish_send(id, result).await?;
+        Ok(Some(healthy))
     }
 
     /// Moves a due delivery to `sending` and builds what the provider gets; `None` if it
@@ -149,7 +152,9 @@ impl Engine {
                 });
                 match error.retry {
                     Retry::Transient { after }
-                        if self.settings.retry.may_retry(delivery.attempts) =>
+                        if self.settings.retry.may_retry(delivery.attempts)
+                            && now.saturating_sub(delivery.created_at)
+                                < self.settings.max_retry_time.as_millis() as u64 =>
                     {
                         let delay = self.settings.retry.delay(delivery.attempts, after);
                         let due = now.saturating_add(delay.as_millis() as u64);
@@ -169,6 +174,7 @@ impl Engine {
                                 provider: provider.clone(),
                                 due,
                                 id,
+                                app: message.app.clone(),
                             });
                             ops.push(WriteOp::PutDelivery(delivery));
                             metrics::counter!(m::RETRIES_TOTAL, "provider" => provider.clone())

@@ -91,11 +91,13 @@ pub struct IdempotencyEntry {
 pub enum WriteOp {
     PutMessage(MessageRecord),
     PutDelivery(DeliveryRecord),
-    /// Puts the delivery in its provider's outbox, due at `due` (epoch ms).
+    /// Puts the delivery in its provider's outbox, due at `due` (epoch ms); counted in the
+    /// backlog of `app`.
     Schedule {
         provider: String,
         due: u64,
         id: DeliveryId,
+        app: String,
     },
     /// Takes an outbox entry out (it must exist: the engine knows its `due`).
     Unschedule {
@@ -191,6 +193,9 @@ pub trait DeliveryStore: Send + Sync {
 
     /// How many deliveries wait in `provider`'s outbox.
     fn outbox_depth(&self, provider: &str) -> u64;
+
+    /// How many deliveries of `app` wait in the outboxes (its backlog).
+    fn backlog(&self, app: &str) -> u64;
 
     /// Up to `limit` messages whose TTL index entry is due at or before `now`.
     async fn due_expiries(

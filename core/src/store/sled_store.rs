@@ -45,8 +45,20 @@ pub struct SledStore {
     commits: GroupCommit,
     /// Serialises alias/device read-modify-write sequences.
     identity_lock: Mutex<()>,
-    /// Outbox entries per provider, counted at open and kept up to date by `apply`.
-    outbox_depth: Mutex<HashMap<String, u64>>,
+    /// Outbox entries per provider and per app, counted at open and kept up to date by
+    /// `apply`.
+    outbox_depth: Mutex<Depths>,
+}
+
+#[derive(Default)]
+struct Depths {
+    by_provider: HashMap<String, u64>,
+    by_app: HashMap<String, u64>,
+}
+
+fn add(map: &mut HashMap<String, u64>, key: &str, change: i64) {
+    let n = map.entry(key.to_string()).or_insert(0);
+    *n = n.saturating_add_signed(change);
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -130,17 +142,21 @@ impl SledStore {
     }
 }
 
-fn count_outbox(db: &sled::Db) -> Result<HashMap<String, u64>, StoreError> {
-    let mut depth = HashMap::new();
+fn count_outbox(db: &sled::Db) -> Result<Depths, StoreError> {
+    let mut depths = Depths::default();
     for item in db.scan_prefix([keys::OUTBOX]) {
-        let (k, _) = item.map_err(backend)?;
+        let (k, app) = item.map_err(backend)?;
         let name_end = k[1..].iter().position(|b| *b == 0).map(|p| p + 1);
         if let Some(end) = name_end {
-            let name = String::from_utf8_lossy(&k[1..end]).into_owned();
-            *depth.entry(name).or_insert(0) += 1;
+            add(
+                &mut depths.by_provider,
+                &String::from_utf8_lossy(&k[1..end]),
+                1,
+            );
+            add(&mut depths.by_app, &String::from_utf8_lossy(&app), 1);
         }
     }
-    Ok(depth)
+    Ok(depths)
 }
 
 #[async_trait]
@@ -271,18 +287,30 @@ impl IdentityStore for SledStore {
 impl DeliveryStore for SledStore {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let mut depth_changes: Vec<(String, i64)> = Vec::new();
+        // (provider, app, change)
+        let mut depth_changes: Vec<(String, String, i64)> = Vec::new();
         for op in ops {
             match op {
                 WriteOp::PutMessage(m) => batch.insert(keys::message(m.id), encode(&m)),
                 WriteOp::PutDelivery(d) => batch.insert(keys::delivery(d.id), encode(&d)),
-                WriteOp::Schedule { provider, due, id } => {
-                    batch.insert(keys::outbox(&provider, due, id), &[]);
-                    depth_changes.push((provider, 1));
+                WriteOp::Schedule {
+                    provider,
+                    due,
+                    id,
+                    app,
+                } => {
+                    batch.insert(keys::outbox(&provider, due, id), app.as_bytes());
+                    depth_changes.push((provider, app, 1));
                 }
                 WriteOp::Unschedule { provider, due, id } => {
-                    batch.remove(keys::outbox(&provider, due, id));
-                    depth_changes.push((provider, -1));
+                    let key = keys::outbox(&provider, due, id);
+                    let app = self
+                        .db
+                        .get(&key)
+                        .map_err(backend)?
+                        .map(|v| String::from_utf8_lossy(&v).into_owned());
+                    batch.remove(key);
+                    depth_changes.push((provider, app.unwrap_or_default(), -1));
                 }
                 WriteOp::PutReference {
                     provider,
@@ -332,9 +360,9 @@ impl DeliveryStore for SledStore {
                 .outbox_depth
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (provider, change) in depth_changes {
-                let n = depth.entry(provider).or_insert(0);
-                *n = n.saturating_add_signed(change);
+            for (provider, app, change) in depth_changes {
+                add(&mut depth.by_provider, &provider, change);
+                add(&mut depth.by_app, &app, change);
             }
         }
         Ok(())
@@ -426,7 +454,18 @@ impl DeliveryStore for SledStore {
         self.outbox_depth
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .by_provider
             .get(provider)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn backlog(&self, app: &str) -> u64 {
+        self.outbox_depth
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .by_app
+            .get(app)
             .copied()
             .unwrap_or(0)
     }
@@ -691,6 +730,7 @@ mod tests {
                         provider: "mock".into(),
                         due: 10,
                         id,
+                        app: "demo".into(),
                     },
                     WriteOp::ScheduleExpiry {
                         at: 20,
@@ -701,9 +741,11 @@ mod tests {
                 .expect("apply");
             store.commit().await.expect("commit");
             assert_eq!(store.outbox_depth("mock"), 1);
+            assert_eq!(store.backlog("demo"), 1);
         }
         let store = open(dir.path());
         assert_eq!(store.outbox_depth("mock"), 1);
+        assert_eq!(store.backlog("demo"), 1, "counted again at open");
         assert_eq!(store.next_due("mock").await.expect("next"), Some(10));
         assert!(store
             .due_deliveries("mock", 9, 10, &|_| false)
@@ -735,6 +777,7 @@ mod tests {
             .await
             .expect("apply");
         assert_eq!(store.outbox_depth("mock"), 0);
+        assert_eq!(store.backlog("demo"), 0);
         assert_eq!(store.next_due("mock").await.expect("next"), None);
     }
 }
