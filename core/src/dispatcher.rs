@@ -75,19 +75,19 @@ pub async fn run_provider(
     tracing::debug!(provider = %name, "dispatcher started");
     while !*shutdown.borrow() {
         while tasks.try_join_next().is_some() {}
-        metrics::gauge!(m::OUTBOX_DEPTH, "provider" => name.clone())
-            .set(store.outbox_depth(&name) as f64);
         let (free, circuit_wait) =
             breaker.admit(permits.available_permits(), std::time::Instant::now());
         metrics::gauge!(m::CIRCUIT_STATE, "provider" => name.clone())
             .set(breaker.state() as i32 as f64);
         let now = now_ms();
+        // A rate-capped provider takes one delivery per pacing slot.
+        let batch = if pacer.is_some() { 1 } else { SCAN_BATCH };
         let due = if free == 0 {
             Ok(Vec::new())
         } else {
             let engine = engine.clone();
             store
-                .due_deliveries(&name, now, free.min(SCAN_BATCH), &move |id| {
+                .due_deliveries(&name, now, free.min(batch), &move |id| {
                     engine.in_flight.contains(&id)
                 })
                 .await
@@ -122,7 +122,10 @@ pub async fn run_provider(
                 break;
             };
             if let Some(p) = pacer.as_mut() {
-                p.wait().await;
+                tokio::select! {
+                    _ = p.wait() => {}
+                    _ = shutdown.changed() => break,
+                }
             }
             if !engine.in_flight.insert(id) {
                 continue;
@@ -182,7 +185,8 @@ pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
 }
 
 /// Flushes the store once a second, so writes no request waited for (state transitions of
-/// the dispatcher, webhook bookkeeping) reach the disk within about a second even when idle.
+/// the dispatcher, webhook bookkeeping) reach the disk within about a second even when idle;
+/// and refreshes the outbox depth gauges.
 pub async fn run_flusher(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     let store = engine.store().clone();
     let mut tick = tokio::time::interval(IDLE_WAIT);
@@ -191,6 +195,10 @@ pub async fn run_flusher(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool
             _ = tick.tick() => {
                 if let Err(e) = store.commit().await {
                     tracing::error!(error = %e, "periodic flush failed");
+                }
+                for name in engine.providers.keys() {
+                    metrics::gauge!(m::OUTBOX_DEPTH, "provider" => name.clone())
+                        .set(store.outbox_depth(name) as f64);
                 }
             }
             _ = shutdown.changed() => {}

@@ -140,6 +140,37 @@ pub struct ParsedUpstream {
     pub rejected: Vec<RejectedItem>,
 }
 
+/// Parses a line-based callback body (one JSON object per line, as Getui's): every non-empty
+/// line is decoded as `T` and checked by `verify`; returns the accepted items and a refusal
+/// (1-based line, reason) for each other line. `what` names a line in refusal reasons.
+pub fn parse_lines<T, O>(
+    body: &[u8],
+    what: &str,
+    mut verify: impl FnMut(T) -> Result<O, String>,
+) -> (Vec<O>, Vec<RejectedItem>)
+where
+    T: serde::de::DeserializeOwned,
+{
+    let (mut accepted, mut rejected) = (Vec::new(), Vec::new());
+    for (i, raw) in String::from_utf8_lossy(body).lines().enumerate() {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let outcome = serde_json::from_str::<T>(raw)
+            .map_err(|e| format!("not {what}: {e}"))
+            .and_then(&mut verify);
+        match outcome {
+            Ok(item) => accepted.push(item),
+            Err(reason) => rejected.push(RejectedItem {
+                line: i + 1,
+                reason,
+            }),
+        }
+    }
+    (accepted, rejected)
+}
+
 /// A callback the provider cannot take at all.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {

@@ -3,7 +3,7 @@
 //! that never contains a secret or a signature.
 
 use pushgate_core::model::{Receipt, ReceiptStatus, Upstream};
-use pushgate_core::provider::{ParsedReceipts, ParsedUpstream, RejectedItem};
+use pushgate_core::provider::{parse_lines, ParsedReceipts, ParsedUpstream};
 
 use crate::sign::{receipt_sign, same_sign, upstream_sign};
 use crate::wire::{ReceiptLine, UpstreamLine};
@@ -11,35 +11,11 @@ use crate::wire::{ReceiptLine, UpstreamLine};
 /// Getui's receipt code for "arrived".
 const ARRIVED: &str = "200";
 
-fn lines(body: &[u8]) -> impl Iterator<Item = (usize, String)> + '_ {
-    String::from_utf8_lossy(body)
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim().to_string()))
-        .filter(|(_, l)| !l.is_empty())
-        .collect::<Vec<_>>()
-        .into_iter()
-}
-
 /// Parses a receipts callback body for app `app_id`.
 pub fn parse_receipts(app_id: &str, master_secret: &str, body: &[u8]) -> ParsedReceipts {
-    let mut parsed = ParsedReceipts::default();
-    for (line, text) in lines(body) {
-        let reject = |reason: String| RejectedItem { line, reason };
-        let item: ReceiptLine = match serde_json::from_str(&text) {
-            Ok(item) => item,
-            Err(e) => {
-                parsed
-                    .rejected
-                    .push(reject(format!("not a Getui receipt line: {e}")));
-                continue;
-            }
-        };
+    let (receipts, rejected) = parse_lines(body, "a Getui receipt line", |item: ReceiptLine| {
         if item.appid != app_id {
-            parsed
-                .rejected
-                .push(reject("receipt for another Getui app".into()));
-            continue;
+            return Err("receipt for another Getui app".into());
         }
         let expected = receipt_sign(
             &item.appid,
@@ -49,8 +25,7 @@ pub fn parse_receipts(app_id: &str, master_secret: &str, body: &[u8]) -> ParsedR
             master_secret,
         );
         if !same_sign(&expected, &item.sign) {
-            parsed.rejected.push(reject("signature mismatch".into()));
-            continue;
+            return Err("signature mismatch".into());
         }
         let status = match item.code.as_deref() {
             None | Some(ARRIVED) => ReceiptStatus::Delivered,
@@ -62,35 +37,21 @@ pub fn parse_receipts(app_id: &str, master_secret: &str, body: &[u8]) -> ParsedR
                     .unwrap_or_else(|| format!("getui receipt code {code}")),
             },
         };
-        parsed.receipts.push(Receipt {
+        Ok(Receipt {
             provider_ref: item.taskid,
             cid: item.cid,
             status,
             at: item.recvtime,
-        });
-    }
-    parsed
+        })
+    });
+    ParsedReceipts { receipts, rejected }
 }
 
 /// Parses an upstream callback body for app `app_id`.
 pub fn parse_upstream(app_id: &str, master_secret: &str, body: &[u8]) -> ParsedUpstream {
-    let mut parsed = ParsedUpstream::default();
-    for (line, text) in lines(body) {
-        let reject = |reason: String| RejectedItem { line, reason };
-        let item: UpstreamLine = match serde_json::from_str(&text) {
-            Ok(item) => item,
-            Err(e) => {
-                parsed
-                    .rejected
-                    .push(reject(format!("not an upstream line: {e}")));
-                continue;
-            }
-        };
+    let (messages, rejected) = parse_lines(body, "an upstream line", |item: UpstreamLine| {
         if item.appid != app_id {
-            parsed
-                .rejected
-                .push(reject("upstream message for another Getui app".into()));
-            continue;
+            return Err("upstream message for another Getui app".into());
         }
         let expected = upstream_sign(
             &item.appid,
@@ -100,17 +61,16 @@ pub fn parse_upstream(app_id: &str, master_secret: &str, body: &[u8]) -> ParsedU
             master_secret,
         );
         if !same_sign(&expected, &item.sign) {
-            parsed.rejected.push(reject("signature mismatch".into()));
-            continue;
+            return Err("signature mismatch".into());
         }
-        parsed.messages.push(Upstream {
+        Ok(Upstream {
             cid: item.cid,
             msgid: item.msgid,
             payload: item.payload,
             sent_at: Some(item.timestamp),
-        });
-    }
-    parsed
+        })
+    });
+    ParsedUpstream { messages, rejected }
 }
 
 /// A signed receipt line (no newline), as Getui (or the emulator) sends it.

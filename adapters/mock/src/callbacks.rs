@@ -4,7 +4,7 @@
 
 use hmac::{Hmac, Mac};
 use pushgate_core::model::{Receipt, ReceiptStatus, Upstream};
-use pushgate_core::provider::{ParsedReceipts, ParsedUpstream, RejectedItem};
+use pushgate_core::provider::{parse_lines, ParsedReceipts, ParsedUpstream};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -52,35 +52,11 @@ pub fn sign_line(secret: &[u8], reference: &str, cid: &str, ts: u64) -> String {
 
 /// Parses and verifies every line; bad lines are rejected with a reason, never fatal.
 pub fn parse(secret: &[u8], body: &[u8]) -> ParsedReceipts {
-    let mut parsed = ParsedReceipts::default();
-    let text = String::from_utf8_lossy(body);
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        let raw = raw.trim();
-        if raw.is_empty() {
-            continue;
-        }
-        let reject = |reason: String| RejectedItem { line, reason };
-        let item: ReceiptLine = match serde_json::from_str(raw) {
-            Ok(item) => item,
-            Err(e) => {
-                parsed
-                    .rejected
-                    .push(reject(format!("not a receipt line: {e}")));
-                continue;
-            }
-        };
-        let Ok(sign) = hex::decode(&item.sign) else {
-            parsed.rejected.push(reject("sign is not hex".into()));
-            continue;
-        };
-        if mac(secret, &item.reference, &item.cid, &item.status, item.ts)
+    let (receipts, rejected) = parse_lines(body, "a receipt line", |item: ReceiptLine| {
+        let sign = hex::decode(&item.sign).map_err(|_| "sign is not hex".to_string())?;
+        mac(secret, &item.reference, &item.cid, &item.status, item.ts)
             .verify_slice(&sign)
-            .is_err()
-        {
-            parsed.rejected.push(reject("signature mismatch".into()));
-            continue;
-        }
+            .map_err(|_| "signature mismatch".to_string())?;
         let status = match item.status.as_str() {
             "delivered" => ReceiptStatus::Delivered,
             other => ReceiptStatus::Failed {
@@ -88,14 +64,14 @@ pub fn parse(secret: &[u8], body: &[u8]) -> ParsedReceipts {
                 message: format!("device reported {other}"),
             },
         };
-        parsed.receipts.push(Receipt {
+        Ok(Receipt {
             provider_ref: item.reference,
             cid: item.cid,
             status,
             at: Some(item.ts),
-        });
-    }
-    parsed
+        })
+    });
+    ParsedReceipts { receipts, rejected }
 }
 
 #[cfg(test)]
@@ -148,43 +124,23 @@ pub fn sign_upstream(secret: &[u8], cid: &str, msgid: &str, payload: &str, ts: u
 
 /// Parses and verifies upstream lines.
 pub fn parse_upstream(secret: &[u8], body: &[u8]) -> ParsedUpstream {
-    let mut parsed = ParsedUpstream::default();
-    let text = String::from_utf8_lossy(body);
-    for (i, raw) in text.lines().enumerate() {
-        let raw = raw.trim();
-        if raw.is_empty() {
-            continue;
-        }
-        let reject = |reason: String| RejectedItem {
-            line: i + 1,
-            reason,
-        };
-        let item: UpstreamLine = match serde_json::from_str(raw) {
-            Ok(item) => item,
-            Err(e) => {
-                parsed
-                    .rejected
-                    .push(reject(format!("not an upstream line: {e}")));
-                continue;
-            }
-        };
+    let (messages, rejected) = parse_lines(body, "an upstream line", |item: UpstreamLine| {
         let verified = hex::decode(&item.sign).is_ok_and(|sign| {
             mac(secret, &item.cid, &item.msgid, &item.payload, item.ts)
                 .verify_slice(&sign)
                 .is_ok()
         });
         if !verified {
-            parsed.rejected.push(reject("signature mismatch".into()));
-            continue;
+            return Err("signature mismatch".into());
         }
-        parsed.messages.push(Upstream {
+        Ok(Upstream {
             cid: item.cid,
             msgid: item.msgid,
             payload: item.payload,
             sent_at: Some(item.ts),
-        });
-    }
-    parsed
+        })
+    });
+    ParsedUpstream { messages, rejected }
 }
 
 #[cfg(test)]
