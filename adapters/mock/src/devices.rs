@@ -64,8 +64,16 @@ impl Inboxes {
         Ok(Inboxes::Persistent { db })
     }
 
-    /// Stores a message for `cid`; false if this request id was seen before (dropped).
-    pub async fn receive(&self, cid: &str, entry: InboxEntry) -> Result<bool, String> {
+    /// Stores a message for `cid`, and the receipt the device owes for it (kept on disk after
+    /// the message, so a crash never leaves a receipt for a message the device lacks); false
+    /// if this request id was seen before (the message is dropped, the receipt kept again).
+    pub async fn receive(
+        &self,
+        cid: &str,
+        entry: InboxEntry,
+        receipt: Option<&str>,
+    ) -> Result<bool, String> {
+        let reference = entry.request_id.clone();
         match self {
             Inboxes::Memory { devices, limit } => {
                 let mut devices = devices.lock().unwrap_or_else(|p| p.into_inner());
@@ -88,6 +96,9 @@ impl Inboxes {
                     .map_err(|e| e.to_string())?
                     .is_ok();
                 if !first {
+                    if let Some(line) = receipt {
+                        self.keep_receipt(&reference, line);
+                    }
                     db.flush_async().await.map_err(|e| e.to_string())?;
                     return Ok(false);
                 }
@@ -95,6 +106,9 @@ impl Inboxes {
                 let key = [b"i\0".as_slice(), cid.as_bytes(), b"\0", &seq.to_be_bytes()].concat();
                 let value = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
                 db.insert(key, value).map_err(|e| e.to_string())?;
+                if let Some(line) = receipt {
+                    self.keep_receipt(&reference, line);
+                }
                 db.flush_async().await.map_err(|e| e.to_string())?;
                 Ok(true)
             }
@@ -103,7 +117,7 @@ impl Inboxes {
 
     /// Remembers a receipt the device still has to deliver (persistent inboxes only), so a
     /// gateway crash does not lose it: a real provider keeps retrying its callbacks.
-    pub fn keep_receipt(&self, reference: &str, line: &str) {
+    fn keep_receipt(&self, reference: &str, line: &str) {
         if let Inboxes::Persistent { db } = self {
             let key = [b"r\0".as_slice(), reference.as_bytes()].concat();
             if let Err(e) = db.insert(key, line.as_bytes()) {
@@ -177,10 +191,10 @@ mod tests {
     #[tokio::test]
     async fn memory_inboxes_dedupe_and_stay_bounded() {
         let inboxes = Inboxes::memory(2);
-        assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(true));
-        assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(false));
-        inboxes.receive("c1", entry("b")).await.ok();
-        inboxes.receive("c1", entry("c")).await.ok();
+        assert_eq!(inboxes.receive("c1", entry("a"), None).await, Ok(true));
+        assert_eq!(inboxes.receive("c1", entry("a"), None).await, Ok(false));
+        inboxes.receive("c1", entry("b"), None).await.ok();
+        inboxes.receive("c1", entry("c"), None).await.ok();
         let got: Vec<String> = inboxes
             .inbox("c1")
             .unwrap_or_default()
@@ -196,11 +210,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let inboxes = Inboxes::persistent(dir.path()).expect("open");
-            assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(true));
-            assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(false));
+            assert_eq!(
+                inboxes.receive("c1", entry("a"), Some("line-a")).await,
+                Ok(true)
+            );
+            assert_eq!(
+                inboxes.receive("c1", entry("a"), Some("line-a")).await,
+                Ok(false)
+            );
         }
         let inboxes = Inboxes::persistent(dir.path()).expect("reopen");
-        assert_eq!(inboxes.receive("c1", entry("a")).await, Ok(false));
+        assert_eq!(
+            inboxes.pending_receipts(),
+            vec![("a".to_string(), "line-a".to_string())]
+        );
+        inboxes.receipts_taken(&["a".to_string()]);
+        assert!(inboxes.pending_receipts().is_empty());
+        assert_eq!(inboxes.receive("c1", entry("a"), None).await, Ok(false));
         assert_eq!(inboxes.inbox("c1").map(|v| v.len()), Ok(1));
     }
 }

@@ -216,14 +216,10 @@ impl Provider for MockProvider {
         let reference = delivery.idempotency_key.clone();
         let receipt = acknowledge
             .then(|| callbacks::sign_line(&self.secret, &reference, &delivery.cid, now_ms()));
-        if let Some(line) = &receipt {
-            // Kept before the inbox flush below, so it is as durable as the message.
-            self.inboxes.keep_receipt(&reference, line);
-        }
         // A repeated request id is dropped (as Getui does), but the device acknowledges
         // again, so a send whose receipt was lost in a gateway crash still completes.
         self.inboxes
-            .receive(&delivery.cid, entry)
+            .receive(&delivery.cid, entry, receipt.as_deref())
             .await
             .map_err(|e| ProviderError::transient("mock_state", e))?;
         if let Some(line) = receipt {

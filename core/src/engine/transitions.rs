@@ -18,18 +18,20 @@ use crate::store::WriteOp;
 const EXPIRY_RECHECK: Duration = Duration::from_secs(1);
 
 impl Engine {
-    /// Sends one delivery through its provider: claim (state `sending`), call the provider
-    /// under its timeout, record the outcome. The caller has marked it in flight. Returns
-    /// whether the provider looked healthy (`None`: nothing was sent).
+    /// Sends one delivery through its provider: build the send, call the provider under its
+    /// timeout, record `sending` (with its start time) and the outcome in one write. The
+    /// caller has marked it in flight. Returns whether the provider looked healthy (`None`:
+    /// nothing was sent). A crash during the call leaves the delivery due: it is sent again
+    /// with the same idempotency key (at-least-once, deduplicated by the provider).
     pub async fn deliver(&self, id: DeliveryId) -> Result<Option<bool>, EngineError> {
         let Some(outbound) = self.begin_send(id).await? else {
             return Ok(None);
         };
-        let provider_name = outbound.1.provider.clone();
+        let (outbound, provider_name, started_at) = outbound;
         let provider = self.provider(&provider_name)?.clone();
         let timeout = provider.limits().send_timeout;
         let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, provider.send(&outbound.0)).await {
+        let result = match tokio::time::timeout(timeout, provider.send(&outbound)).await {
             Ok(r) => r,
             Err(_) => Err(ProviderError::transient(
                 "timeout",
@@ -39,16 +41,16 @@ impl Engine {
         metrics::histogram!(m::PROVIDER_SEND_SECONDS, "provider" => provider_name.clone())
             .record(started.elapsed().as_secs_f64());
         let healthy = !matches!(&result, Err(e) if e.is_transient());
-        self.finish_send(id, result).await?;
+        self.finish_send(id, started_at, result).await?;
         Ok(Some(healthy))
     }
 
-    /// Moves a due delivery to `sending` and builds what the provider gets; `None` if it
-    /// needs no send (already final, or expired now).
+    /// Builds what the provider gets for a due delivery, with its provider and the send's
+    /// start time; `None` if it needs no send (already final, or expired now).
     async fn begin_send(
         &self,
         id: DeliveryId,
-    ) -> Result<Option<(OutboundDelivery, DeliveryRecord)>, EngineError> {
+    ) -> Result<Option<(OutboundDelivery, String, u64)>, EngineError> {
         let _guard = self.message_locks.lock(&id.message).await;
         let now = now_ms();
         let Some(mut delivery) = self.store.delivery(id).await? else {
@@ -80,10 +82,6 @@ impl Engine {
             self.write(ops).await?;
             return Ok(None);
         }
-        delivery.transition(DeliveryState::Sending, now);
-        delivery.attempts += 1;
-        ops.push(WriteOp::PutDelivery(delivery.clone()));
-        self.write(ops).await?;
         let outbound = OutboundDelivery {
             delivery_id: id,
             message_id: message.id,
@@ -92,16 +90,17 @@ impl Engine {
             from: message.from.clone(),
             payload: std::sync::Arc::new(message.payload),
             ttl: Duration::from_millis(message.expires_at - now),
-            attempt: delivery.attempts,
+            attempt: delivery.attempts + 1,
             idempotency_key: id.to_string(),
         };
-        Ok(Some((outbound, delivery)))
+        Ok(Some((outbound, delivery.provider, now)))
     }
 
     /// Records a provider's answer: `sent`, another attempt later, or a final state.
     async fn finish_send(
         &self,
         id: DeliveryId,
+        started_at: u64,
         result: Result<Sent, ProviderError>,
     ) -> Result<(), EngineError> {
         let _guard = self.message_locks.lock(&id.message).await;
@@ -112,6 +111,8 @@ impl Engine {
         ) else {
             return Ok(());
         };
+        delivery.attempts += 1;
+        delivery.transition(DeliveryState::Sending, started_at);
         let mut ops = Vec::new();
         let provider = delivery.provider.clone();
         match result {
