@@ -97,6 +97,7 @@ impl Gateway {
             max_retry_time: Duration::from_secs(config.delivery.max_retry_seconds),
             circuit_failures: config.delivery.circuit_failures,
             circuit_open: Duration::from_millis(config.delivery.circuit_open_ms),
+            retention: Duration::from_secs(config.delivery.retention_seconds),
         };
         let router = SendMessageRouter::new(SendMessageSettings {
             relay_apps: config

@@ -326,3 +326,39 @@ async fn permanent_failures_fail_at_once_and_webhooks_retry_until_accepted() {
         "unknown_cid"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_messages_are_purged_after_their_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), None, "", "[delivery]\nretention_seconds = 1\n");
+    let gw = GatewayProcess::start(dir.path(), &cfg);
+    let api = gw.api();
+    api.bind("bob", "mock", "bob-phone").await;
+    let body =
+        json!({"to": {"alias": "bob"}, "payload": 1, "ttl_seconds": 1, "request_id": "purge-me-1"});
+    let first = api.send(&body).await;
+    let id = first.json["message_id"].as_str().expect("id").to_string();
+    eventually(WAIT, "delivery", || {
+        let (api, id) = (api.clone(), id.clone());
+        async move { (api.states(&id).await == ["delivered"]).then_some(()) }
+    })
+    .await;
+    // TTL (1 s) + retention (1 s): then the message and its idempotency key are gone.
+    eventually(WAIT, "the purge", || {
+        let (api, id) = (api.clone(), id.clone());
+        async move { (api.message(&id).await.status == StatusCode::NOT_FOUND).then_some(()) }
+    })
+    .await;
+    let again = api.send(&body).await;
+    assert_eq!(
+        again.status,
+        StatusCode::ACCEPTED,
+        "the request_id is free again"
+    );
+    assert_ne!(again.json["message_id"], first.json["message_id"]);
+    assert_eq!(
+        api.get("/v1/apps/demo/aliases/bob").await.status,
+        StatusCode::OK,
+        "aliases stay"
+    );
+}

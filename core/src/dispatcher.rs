@@ -13,6 +13,7 @@ use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::metrics as m;
 use crate::provider::Provider;
+use crate::store::Timer;
 
 /// Most deliveries claimed in one outbox scan.
 const SCAN_BATCH: usize = 256;
@@ -153,7 +154,7 @@ pub async fn run_provider(
     tracing::debug!(provider = %name, "dispatcher stopped");
 }
 
-/// Runs the TTL sweeper until `shutdown` turns true.
+/// Runs the TTL and retention sweeper until `shutdown` turns true.
 pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     let store = engine.store().clone();
     while !*shutdown.borrow() {
@@ -175,9 +176,13 @@ pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
             }
             continue;
         }
-        for (at, id) in due {
-            if let Err(e) = engine.expire_message(at, id).await {
-                tracing::error!(message = %id, error = %e, "expiring a message failed");
+        for (at, id, timer) in due {
+            let result = match timer {
+                Timer::Expire => engine.expire_message(at, id).await,
+                Timer::Purge => engine.purge_message(at, id).await,
+            };
+            if let Err(e) = result {
+                tracing::error!(message = %id, error = %e, ?timer, "message timer failed");
                 tokio::time::sleep(ERROR_PAUSE).await;
             }
         }

@@ -100,6 +100,8 @@ pub struct DeliveryConfig {
     pub circuit_failures: u32,
     /// How long an open circuit waits before one probe send.
     pub circuit_open_ms: u64,
+    /// How long a message (with its deliveries) is kept after its TTL; then it is removed.
+    pub retention_seconds: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -113,6 +115,7 @@ impl Default for DeliveryConfig {
             max_retry_seconds: 24 * 3600,
             circuit_failures: 10,
             circuit_open_ms: 5000,
+            retention_seconds: 3 * 24 * 3600,
         }
     }
 }

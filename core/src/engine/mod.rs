@@ -58,6 +58,8 @@ pub struct EngineSettings {
     pub circuit_failures: u32,
     /// How long an open circuit stays open before a probe.
     pub circuit_open: Duration,
+    /// How long a message is kept after its TTL (then purged with its deliveries).
+    pub retention: Duration,
 }
 
 impl Default for EngineSettings {
@@ -69,6 +71,7 @@ impl Default for EngineSettings {
             max_retry_time: Duration::from_secs(24 * 3600),
             circuit_failures: 10,
             circuit_open: Duration::from_secs(5),
+            retention: Duration::from_secs(72 * 3600),
         }
     }
 }

@@ -282,10 +282,52 @@ impl Engine {
                     at: now + EXPIRY_RECHECK.as_millis() as u64,
                     message: id,
                 });
+            } else {
+                ops.push(WriteOp::SchedulePurge {
+                    at: message
+                        .expires_at
+                        .saturating_add(self.settings.retention.as_millis() as u64),
+                    message: id,
+                });
             }
         }
         self.write(ops).await?;
         Ok(())
+    }
+
+    /// Removes a message whose retention has passed: the message, its deliveries, their
+    /// provider references and its idempotency key. `GET` on it answers 404 from then on.
+    pub async fn purge_message(&self, at: u64, id: MessageId) -> Result<(), EngineError> {
+        let _guard = self.message_locks.lock(&id).await;
+        let mut ops = vec![WriteOp::UnscheduleExpiry { at, message: id }];
+        if let Some(message) = self.store.message(id).await? {
+            let deliveries = self.store.deliveries(id).await?;
+            if deliveries.iter().any(|d| !d.state.is_final()) {
+                // Not finished (a send was in flight at expiry): look again later.
+                ops.push(WriteOp::SchedulePurge {
+                    at: now_ms() + EXPIRY_RECHECK.as_millis() as u64 * 60,
+                    message: id,
+                });
+                return self.write(ops).await;
+            }
+            for d in deliveries {
+                if let Some(reference) = d.provider_ref {
+                    ops.push(WriteOp::DeleteReference {
+                        provider: d.provider.clone(),
+                        reference,
+                    });
+                }
+                ops.push(WriteOp::DeleteDelivery(d.id));
+            }
+            if let Some(request_id) = message.request_id {
+                ops.push(WriteOp::DeleteIdempotency {
+                    app: message.app,
+                    request_id,
+                });
+            }
+            ops.push(WriteOp::DeleteMessage(id));
+        }
+        self.write(ops).await
     }
 }
 

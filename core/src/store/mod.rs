@@ -86,6 +86,15 @@ pub struct IdempotencyEntry {
     pub deliveries: u16,
 }
 
+/// What a message timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// The TTL passed: expire what is unfinished.
+    Expire,
+    /// The retention passed: remove the message and its deliveries.
+    Purge,
+}
+
 /// One change within an atomic [`DeliveryStore::apply`].
 #[derive(Clone, Debug)]
 pub enum WriteOp {
@@ -120,6 +129,23 @@ pub enum WriteOp {
     ScheduleExpiry {
         at: u64,
         message: MessageId,
+    },
+    /// Indexes a finished message for removal (retention).
+    SchedulePurge {
+        at: u64,
+        message: MessageId,
+    },
+    /// Removes a message record (its deliveries, references and idempotency key are removed
+    /// by their own ops).
+    DeleteMessage(MessageId),
+    DeleteDelivery(DeliveryId),
+    DeleteReference {
+        provider: String,
+        reference: String,
+    },
+    DeleteIdempotency {
+        app: String,
+        request_id: String,
     },
     UnscheduleExpiry {
         at: u64,
@@ -202,7 +228,7 @@ pub trait DeliveryStore: Send + Sync {
         &self,
         now: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, MessageId)>, StoreError>;
+    ) -> Result<Vec<(u64, MessageId, Timer)>, StoreError>;
 
     /// The earliest TTL index entry.
     async fn next_expiry(&self) -> Result<Option<u64>, StoreError>;

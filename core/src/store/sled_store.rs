@@ -11,7 +11,12 @@ use serde::Serialize;
 
 use super::group_commit::GroupCommit;
 use super::keys;
-use super::{BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, WriteOp};
+use super::{
+    BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, Timer, WriteOp,
+};
+
+/// The value that marks a message-timer entry as a retention purge (empty: TTL expiry).
+const PURGE_MARK: &[u8] = b"P";
 use crate::error::StoreError;
 use crate::model::{
     AliasRecord, BoundDevice, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId,
@@ -325,6 +330,18 @@ impl DeliveryStore for SledStore {
                 WriteOp::ScheduleExpiry { at, message } => {
                     batch.insert(keys::expiry(at, message), &[])
                 }
+                WriteOp::SchedulePurge { at, message } => {
+                    batch.insert(keys::expiry(at, message), PURGE_MARK)
+                }
+                WriteOp::DeleteMessage(id) => batch.remove(keys::message(id)),
+                WriteOp::DeleteDelivery(id) => batch.remove(keys::delivery(id)),
+                WriteOp::DeleteReference {
+                    provider,
+                    reference,
+                } => batch.remove(keys::reference(&provider, &reference)),
+                WriteOp::DeleteIdempotency { app, request_id } => {
+                    batch.remove(keys::idempotency(&app, &request_id))
+                }
                 WriteOp::UnscheduleExpiry { at, message } => {
                     batch.remove(keys::expiry(at, message))
                 }
@@ -474,13 +491,18 @@ impl DeliveryStore for SledStore {
         &self,
         now: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, MessageId)>, StoreError> {
+    ) -> Result<Vec<(u64, MessageId, Timer)>, StoreError> {
         let end = keys::time_bound(&[keys::EXPIRY], now);
         let mut out = Vec::new();
         for item in self.db.range(vec![keys::EXPIRY]..end).take(limit) {
-            let (k, _) = item.map_err(backend)?;
-            if let Some(entry) = keys::parse_expiry(&k) {
-                out.push(entry);
+            let (k, v) = item.map_err(backend)?;
+            if let Some((at, id)) = keys::parse_expiry(&k) {
+                let timer = if v.as_ref() == PURGE_MARK {
+                    Timer::Purge
+                } else {
+                    Timer::Expire
+                };
+                out.push((at, id, timer));
             }
         }
         Ok(out)
@@ -766,7 +788,7 @@ mod tests {
             .is_empty());
         assert_eq!(
             store.due_expiries(25, 10).await.expect("exp"),
-            vec![(20, id.message)]
+            vec![(20, id.message, Timer::Expire)]
         );
         store
             .apply(vec![WriteOp::Unschedule {
