@@ -2,7 +2,7 @@
 //! measures alias resolution latency (random aliases) and the process RSS. Prints figures.
 //!
 //! `cargo bench -p pushgate-core --bench aliases -- [N] [LOOKUPS]` (defaults 1,000,000 and
-//! 200,000).
+//! 200,000); `CACHE_MB` sets sled's cache (default 64).
 
 use std::time::Instant;
 
@@ -35,7 +35,11 @@ async fn main() {
     let lookups = args.get(1).copied().unwrap_or(200_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut options = SledOptions::new(dir.path());
-    options.cache_capacity = 64 * 1024 * 1024;
+    let cache_mb: u64 = std::env::var("CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    options.cache_capacity = cache_mb * 1024 * 1024;
     let store = SledStore::open(&options).expect("open");
     let rss_start = rss_mib();
     let started = Instant::now();
@@ -81,5 +85,8 @@ async fn main() {
         pct(&samples, 99.9),
         *samples.last().unwrap_or(&0) as f64 / 1000.0
     );
-    println!("RSS:                  {rss_start:.1} MiB empty, {rss_bound:.1} MiB with {n} aliases, {:.1} MiB after lookups (sled cache 64 MiB)", rss_mib());
+    println!(
+        "RSS:                  {rss_start:.1} MiB empty, {rss_bound:.1} MiB with {n} aliases, {:.1} MiB after lookups (sled cache {cache_mb} MiB)",
+        rss_mib()
+    );
 }
