@@ -4,6 +4,7 @@
 //! same traits. Multi-record changes go through [`DeliveryStore::apply`] as one atomic
 //! list of [`WriteOp`]s; durability is a separate, shared [`DeliveryStore::commit`].
 
+mod alias_codec;
 mod group_commit;
 pub mod keys;
 mod sled_store;

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::alias_codec;
 use super::group_commit::GroupCommit;
 use super::keys;
 use super::{
@@ -124,6 +125,13 @@ impl SledStore {
         }
     }
 
+    fn get_alias(&self, key: &[u8], alias: &str) -> Result<Option<AliasRecord>, StoreError> {
+        match self.db.get(key).map_err(backend)? {
+            Some(bytes) => alias_codec::decode(alias, key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn get_string(&self, key: &[u8]) -> Result<Option<String>, StoreError> {
         Ok(self
             .db
@@ -178,10 +186,12 @@ impl IdentityStore for SledStore {
         let device_key = keys::device(app, device);
         let alias_key = keys::alias(app, alias);
         let current = self.get_string(&device_key)?;
-        let mut record: AliasRecord = self.get(&alias_key)?.unwrap_or_else(|| AliasRecord {
-            alias: alias.to_string(),
-            devices: Vec::new(),
-        });
+        let mut record: AliasRecord =
+            self.get_alias(&alias_key, alias)?
+                .unwrap_or_else(|| AliasRecord {
+                    alias: alias.to_string(),
+                    devices: Vec::new(),
+                });
         if current.as_deref() == Some(alias) && record.devices.iter().any(|d| d.is(device)) {
             return Ok(BindOutcome {
                 record,
@@ -196,12 +206,12 @@ impl IdentityStore for SledStore {
         let moved_from = match current {
             Some(old) if old != alias => {
                 let old_key = keys::alias(app, &old);
-                if let Some(mut old_record) = self.get::<AliasRecord>(&old_key)? {
+                if let Some(mut old_record) = self.get_alias(&old_key, &old)? {
                     old_record.devices.retain(|d| !d.is(device));
                     if old_record.devices.is_empty() {
                         batch.remove(old_key);
                     } else {
-                        batch.insert(old_key, encode(&old_record));
+                        batch.insert(old_key, alias_codec::encode(&old_record));
                     }
                 }
                 Some(old)
@@ -213,7 +223,7 @@ impl IdentityStore for SledStore {
             cid: device.cid.clone(),
             bound_at: now,
         });
-        batch.insert(alias_key, encode(&record));
+        batch.insert(alias_key, alias_codec::encode(&record));
         batch.insert(device_key, alias.as_bytes());
         self.db.apply_batch(batch).map_err(backend)?;
         Ok(BindOutcome {
@@ -231,7 +241,7 @@ impl IdentityStore for SledStore {
     ) -> Result<bool, StoreError> {
         let _guard = self.lock_identity();
         let alias_key = keys::alias(app, alias);
-        let Some(mut record) = self.get::<AliasRecord>(&alias_key)? else {
+        let Some(mut record) = self.get_alias(&alias_key, alias)? else {
             return Ok(false);
         };
         let before = record.devices.len();
@@ -243,7 +253,7 @@ impl IdentityStore for SledStore {
         if record.devices.is_empty() {
             batch.remove(alias_key);
         } else {
-            batch.insert(alias_key, encode(&record));
+            batch.insert(alias_key, alias_codec::encode(&record));
         }
         let device_key = keys::device(app, device);
         if self.get_string(&device_key)?.as_deref() == Some(alias) {
@@ -260,7 +270,7 @@ impl IdentityStore for SledStore {
     ) -> Result<Option<AliasRecord>, StoreError> {
         let _guard = self.lock_identity();
         let alias_key = keys::alias(app, alias);
-        let Some(record) = self.get::<AliasRecord>(&alias_key)? else {
+        let Some(record) = self.get_alias(&alias_key, alias)? else {
             return Ok(None);
         };
         let mut batch = sled::Batch::default();
@@ -276,7 +286,7 @@ impl IdentityStore for SledStore {
     }
 
     async fn alias(&self, app: &str, alias: &str) -> Result<Option<AliasRecord>, StoreError> {
-        self.get(&keys::alias(app, alias))
+        self.get_alias(&keys::alias(app, alias), alias)
     }
 
     async fn device_alias(
