@@ -165,16 +165,20 @@ async fn run_batcher(client: Arc<GetuiClient>, mut rx: mpsc::UnboundedReceiver<J
     }
 }
 
+/// Pushes each job alone (`/push/single/cid`).
+async fn push_each(client: &GetuiClient, jobs: Vec<Job>) {
+    for job in jobs {
+        let result = client
+            .push_single(&job.push)
+            .await
+            .and_then(|r| outcome(&r, &job.cid));
+        let _ = job.reply.send(result);
+    }
+}
+
 async fn push_jobs(client: Arc<GetuiClient>, jobs: Vec<Job>) {
     if jobs.len() == 1 {
-        for job in jobs {
-            let result = client
-                .push_single(&job.push)
-                .await
-                .and_then(|r| outcome(&r, &job.cid));
-            let _ = job.reply.send(result);
-        }
-        return;
+        return push_each(&client, jobs).await;
     }
     let pushes = jobs.iter().map(|j| j.push.clone()).collect();
     match client.push_batch(pushes).await {
@@ -185,13 +189,7 @@ async fn push_jobs(client: Arc<GetuiClient>, jobs: Vec<Job>) {
         }
         Err(e) if !e.is_transient() => {
             // A parameter error fails the whole batch: send each alone so only the bad one fails.
-            for job in jobs {
-                let result = client
-                    .push_single(&job.push)
-                    .await
-                    .and_then(|r| outcome(&r, &job.cid));
-                let _ = job.reply.send(result);
-            }
+            push_each(&client, jobs).await;
         }
         Err(e) => {
             for job in jobs {

@@ -140,6 +140,12 @@ impl SledStore {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    fn depths(&self) -> std::sync::MutexGuard<'_, Depths> {
+        self.outbox_depth
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn lock_identity(&self) -> std::sync::MutexGuard<'_, ()> {
         self.identity_lock
             .lock()
@@ -383,10 +389,7 @@ impl DeliveryStore for SledStore {
         }
         self.db.apply_batch(batch).map_err(backend)?;
         if !depth_changes.is_empty() {
-            let mut depth = self
-                .outbox_depth
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut depth = self.depths();
             for (provider, app, change) in depth_changes {
                 add(&mut depth.by_provider, &provider, change);
                 add(&mut depth.by_app, &app, change);
@@ -478,9 +481,7 @@ impl DeliveryStore for SledStore {
     }
 
     fn outbox_depth(&self, provider: &str) -> u64 {
-        self.outbox_depth
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.depths()
             .by_provider
             .get(provider)
             .copied()
@@ -488,13 +489,7 @@ impl DeliveryStore for SledStore {
     }
 
     fn backlog(&self, app: &str) -> u64 {
-        self.outbox_depth
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .by_app
-            .get(app)
-            .copied()
-            .unwrap_or(0)
+        self.depths().by_app.get(app).copied().unwrap_or(0)
     }
 
     async fn due_expiries(
