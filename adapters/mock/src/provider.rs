@@ -19,6 +19,8 @@ use crate::config::MockSettings;
 use crate::devices::{InboxEntry, Inboxes};
 use crate::error::MockError;
 
+/// Receipts waiting to be sent, at most.
+const RECEIPT_QUEUE: usize = 65_536;
 /// Most receipt lines in one simulated callback.
 const MAX_LINES_PER_CALLBACK: usize = 500;
 
@@ -34,8 +36,9 @@ pub struct MockProvider {
     settings: MockSettings,
     secret: Vec<u8>,
     inboxes: std::sync::Arc<Inboxes>,
-    receipts: mpsc::UnboundedSender<PendingReceipt>,
-    pump: Mutex<Option<mpsc::UnboundedReceiver<PendingReceipt>>>,
+    /// Bounded: devices that acknowledge slower than sends arrive slow the sends down.
+    receipts: mpsc::Sender<PendingReceipt>,
+    pump: Mutex<Option<mpsc::Receiver<PendingReceipt>>>,
     context: OnceLock<ProviderContext>,
     upstream_seq: std::sync::atomic::AtomicU64,
 }
@@ -52,7 +55,7 @@ impl MockProvider {
             Some(dir) => Inboxes::persistent(dir)?,
             None => Inboxes::memory(settings.inbox_limit),
         };
-        let (receipts, rx) = mpsc::unbounded_channel();
+        let (receipts, rx) = mpsc::channel(RECEIPT_QUEUE);
         Ok(MockProvider {
             name: name.to_string(),
             settings,
@@ -137,13 +140,53 @@ impl MockProvider {
         Ok(rng.gen::<f64>() >= s.receipt_loss_rate)
     }
 
-    /// Feeds due receipts to the gateway in batches, through the receipts callback path.
+    /// Sends one batch of receipt lines through the gateway's receipt path (3 tries, as a
+    /// provider retries its callbacks). False once the gateway is gone.
+    async fn deliver_receipts(
+        name: &str,
+        context: &ProviderContext,
+        inboxes: &Inboxes,
+        references: &[String],
+        body: String,
+    ) -> bool {
+        let Some(sink) = context.receipts.upgrade() else {
+            return false;
+        };
+        let request = CallbackRequest {
+            headers: Default::default(),
+            body: body.into_bytes(),
+        };
+        for attempt in 1..=3 {
+            match sink.receipts_callback(name, request.clone()).await {
+                Ok(_) => {
+                    inboxes.receipts_taken(references);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %name, attempt, error = %e, "simulated receipt callback failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        true
+    }
+
+    /// Feeds due receipts to the gateway in batches, through the receipts callback path;
+    /// first the receipts the devices still owed when the gateway last stopped.
     async fn pump_receipts(
         name: String,
         context: ProviderContext,
-        mut rx: mpsc::UnboundedReceiver<PendingReceipt>,
+        mut rx: mpsc::Receiver<PendingReceipt>,
         inboxes: std::sync::Arc<Inboxes>,
     ) {
+        let owed = inboxes.pending_receipts();
+        for chunk in owed.chunks(MAX_LINES_PER_CALLBACK) {
+            let references: Vec<String> = chunk.iter().map(|(r, _)| r.clone()).collect();
+            let body: String = chunk.iter().map(|(_, line)| line.as_str()).collect();
+            if !Self::deliver_receipts(&name, &context, &inboxes, &references, body).await {
+                return;
+            }
+        }
         let mut carry: Option<PendingReceipt> = None;
         loop {
             let first = match carry.take() {
@@ -156,14 +199,12 @@ impl MockProvider {
             tokio::time::sleep_until(first.due).await;
             let mut references = vec![first.reference];
             let mut body = first.line;
-            let mut lines = 1;
             let now = Instant::now();
-            while lines < MAX_LINES_PER_CALLBACK {
+            while references.len() < MAX_LINES_PER_CALLBACK {
                 match rx.try_recv() {
                     Ok(next) if next.due <= now => {
                         body.push_str(&next.line);
                         references.push(next.reference);
-                        lines += 1;
                     }
                     Ok(next) => {
                         carry = Some(next);
@@ -172,24 +213,8 @@ impl MockProvider {
                     Err(_) => break,
                 }
             }
-            let Some(sink) = context.receipts.upgrade() else {
+            if !Self::deliver_receipts(&name, &context, &inboxes, &references, body).await {
                 return;
-            };
-            let request = CallbackRequest {
-                headers: Default::default(),
-                body: body.into_bytes(),
-            };
-            for attempt in 1..=3 {
-                match sink.receipts_callback(&name, request.clone()).await {
-                    Ok(_) => {
-                        inboxes.receipts_taken(&references);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(provider = %name, attempt, error = %e, "simulated receipt callback failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
             }
         }
     }
@@ -229,7 +254,7 @@ impl Provider for MockProvider {
                 reference: reference.clone(),
                 line,
             };
-            if self.receipts.send(pending).is_err() {
+            if self.receipts.send(pending).await.is_err() {
                 tracing::warn!(provider = %self.name, "receipt pump stopped; receipt dropped");
             }
         }
@@ -254,15 +279,6 @@ impl Provider for MockProvider {
         let rx = self.pump.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(rx) = rx {
             let _ = self.context.set(context.clone());
-            // Receipts the devices still owed when the gateway stopped go out first.
-            for (reference, line) in self.inboxes.pending_receipts() {
-                let due = Instant::now();
-                let _ = self.receipts.send(PendingReceipt {
-                    due,
-                    reference,
-                    line,
-                });
-            }
             tokio::spawn(Self::pump_receipts(
                 self.name.clone(),
                 context,
