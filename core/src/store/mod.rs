@@ -6,6 +6,7 @@
 
 mod alias_codec;
 mod group_commit;
+mod journal;
 pub mod keys;
 mod sled_store;
 

@@ -1,9 +1,14 @@
-//! The embedded sled backend: one tree, atomic batches, group-committed flushes.
+//! The embedded sled backend: one tree, atomic batches, a group-committed journal.
+//!
+//! Every change is one atomic sled batch, recorded in the same order in the commit journal
+//! ([`super::journal`]); a commit syncs the journal, and a background checkpoint flushes sled
+//! and drops the journal segments it covers.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -11,6 +16,7 @@ use serde::Serialize;
 
 use super::alias_codec;
 use super::group_commit::GroupCommit;
+use super::journal::{Journal, Write1, SEQUENCE_KEY};
 use super::keys;
 use super::{
     BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, Timer, WriteOp,
@@ -19,6 +25,7 @@ use super::{
 /// The value that marks a message-timer entry as a retention purge (empty: TTL expiry).
 const PURGE_MARK: &[u8] = b"P";
 use crate::error::StoreError;
+use crate::metrics as m;
 use crate::model::{
     AliasRecord, BoundDevice, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId,
     MessageRecord, Receipt, UpstreamRecord,
@@ -27,20 +34,24 @@ use crate::model::{
 /// How to open the sled store.
 #[derive(Clone, Debug)]
 pub struct SledOptions {
+    /// sled's directory; the commit journal lives in its `journal` subdirectory.
     pub path: PathBuf,
     /// sled's page cache size in bytes.
     pub cache_capacity: u64,
-    /// Pause before each group flush to gather more writers (zero: none).
+    /// Pause before each group commit to gather more writers (zero: none).
     pub commit_window: Duration,
+    /// How often sled is flushed and the journal behind it dropped.
+    pub checkpoint_interval: Duration,
 }
 
 impl SledOptions {
-    /// Defaults for `path`: 256 MiB cache, no commit window.
+    /// Defaults for `path`: 256 MiB cache, no commit window, a checkpoint every second.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SledOptions {
             path: path.into(),
             cache_capacity: 256 * 1024 * 1024,
             commit_window: Duration::ZERO,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -48,7 +59,10 @@ impl SledOptions {
 /// The sled-backed [`super::Store`].
 pub struct SledStore {
     db: sled::Db,
+    journal: Arc<Journal>,
     commits: GroupCommit,
+    /// Checkpoints in the background; stops with a last checkpoint when the store drops.
+    _checkpointer: Checkpointer,
     /// Serialises alias/device read-modify-write sequences.
     identity_lock: Mutex<()>,
     /// Outbox entries per provider and per app, counted at open and kept up to date by
@@ -60,6 +74,21 @@ pub struct SledStore {
 struct Depths {
     by_provider: HashMap<String, u64>,
     by_app: HashMap<String, u64>,
+}
+
+/// The writes of one atomic change, built like a `sled::Batch`.
+#[derive(Default)]
+struct Writes(Vec<Write1>);
+
+impl Writes {
+    fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.0
+            .push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    }
+
+    fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.0.push((key.as_ref().to_vec(), None));
+    }
 }
 
 fn add(map: &mut HashMap<String, u64>, key: &str, change: i64) {
@@ -83,16 +112,94 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     })
 }
 
+/// Applies `writes` to sled as one atomic batch stamped with journal sequence `seq`.
+fn apply_to_sled(db: &sled::Db, writes: &[Write1], seq: u64) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for (key, value) in writes {
+        match value {
+            Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+            None => batch.remove(key.as_slice()),
+        }
+    }
+    batch.insert(SEQUENCE_KEY, &seq.to_be_bytes());
+    db.apply_batch(batch).map_err(backend)
+}
+
+/// The sequence number of the last batch sled holds (0: none).
+fn sled_sequence(db: &sled::Db) -> Result<u64, StoreError> {
+    Ok(db
+        .get(SEQUENCE_KEY)
+        .map_err(backend)?
+        .and_then(|v| v.as_ref().try_into().ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// Flushes sled, then drops the journal segments the flush made redundant (blocking).
+fn checkpoint(db: &sled::Db, journal: &Journal) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let covered = journal.rotate()?;
+    db.flush().map_err(backend)?;
+    journal.remove_through(covered)?;
+    metrics::histogram!(m::STORE_CHECKPOINT_SECONDS).record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The background thread that checkpoints every interval, and once more when stopped.
+struct Checkpointer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(db: sled::Db, journal: Arc<Journal>, every: Duration) -> Result<Self, StoreError> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("pushgate-checkpoint".into())
+            .spawn(move || loop {
+                let (flag, wake) = &*signal;
+                let stopped = {
+                    let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
+                    let (guard, _) = wake
+                        .wait_timeout_while(guard, every, |stopped| !*stopped)
+                        .unwrap_or_else(|p| p.into_inner());
+                    *guard
+                };
+                if let Err(e) = checkpoint(&db, &journal) {
+                    tracing::error!(error = %e, "store checkpoint failed");
+                }
+                if stopped {
+                    return;
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (flag, wake) = &*self.stop;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl SledStore {
-    /// Opens (or creates) the store; must run inside a Tokio runtime (it starts the
-    /// group-commit flusher).
+    /// Opens (or creates) the store, replaying the journal into sled; must run inside a
+    /// Tokio runtime (group commits sync the journal on its blocking pool).
     pub fn open(options: &SledOptions) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(&options.path)
             .cache_capacity(options.cache_capacity)
             .mode(sled::Mode::HighThroughput)
-            // Flushes are explicit: group commits, plus the gateway's once-a-second flusher.
-            // sled's own background flush stalled requests behind large writes.
+            // Durability comes from the journal; sled is flushed by checkpoints only.
             .flush_every_ms(None)
             .open()
             .map_err(|e| {
@@ -101,21 +208,38 @@ impl SledStore {
                     options.path.display()
                 ))
             })?;
-        let flush_db = db.clone();
+        let journal = Arc::new(recover(&db, &options.path.join("journal"))?);
+        let sync_journal = journal.clone();
         let commits = GroupCommit::start(
             Box::new(move || {
-                let db = flush_db.clone();
-                Box::pin(async move { db.flush_async().await.map(|_| ()).map_err(backend) })
+                let journal = sync_journal.clone();
+                Box::pin(async move {
+                    tokio::task::spawn_blocking(move || journal.write_out())
+                        .await
+                        .map_err(|e| StoreError::Backend(format!("journal sync stopped: {e}")))?
+                })
             }),
             options.commit_window,
         );
+        let checkpointer =
+            Checkpointer::start(db.clone(), journal.clone(), options.checkpoint_interval)?;
         let depth = count_outbox(&db)?;
         Ok(SledStore {
             db,
+            journal,
             commits,
+            _checkpointer: checkpointer,
             identity_lock: Mutex::new(()),
             outbox_depth: Mutex::new(depth),
         })
+    }
+
+    /// Applies one atomic change and records it in the journal, in the same order.
+    fn write(&self, writes: Writes) -> Result<(), StoreError> {
+        let mut pending = self.journal.pending();
+        apply_to_sled(&self.db, &writes.0, pending.next_seq())?;
+        pending.push(&writes.0);
+        Ok(())
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -178,6 +302,30 @@ fn count_outbox(db: &sled::Db) -> Result<Depths, StoreError> {
     Ok(depths)
 }
 
+/// Opens the journal and applies to sled every entry it does not hold yet, then flushes sled
+/// and drops the replayed segments.
+fn recover(db: &sled::Db, dir: &std::path::Path) -> Result<Journal, StoreError> {
+    let sled_seq = sled_sequence(db)?;
+    let recovered = Journal::open(dir)?;
+    let mut replayed = 0usize;
+    for entry in &recovered.entries {
+        if entry.seq > sled_seq {
+            apply_to_sled(db, &entry.writes, entry.seq)?;
+            replayed += 1;
+        }
+    }
+    let journal = recovered.journal;
+    journal.advance_to(sled_seq + 1);
+    if let Some(last) = recovered.old_segments.iter().max() {
+        db.flush().map_err(backend)?;
+        journal.remove_through(*last)?;
+    }
+    if replayed > 0 {
+        tracing::info!(replayed, "replayed journal entries sled had not flushed");
+    }
+    Ok(journal)
+}
+
 #[async_trait]
 impl IdentityStore for SledStore {
     async fn bind_device(
@@ -208,7 +356,7 @@ impl IdentityStore for SledStore {
         if record.devices.len() >= max_devices {
             return Err(BindError::Full { max: max_devices });
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         let moved_from = match current {
             Some(old) if old != alias => {
                 let old_key = keys::alias(app, &old);
@@ -231,7 +379,7 @@ impl IdentityStore for SledStore {
         });
         batch.insert(alias_key, alias_codec::encode(&record));
         batch.insert(device_key, alias.as_bytes());
-        self.db.apply_batch(batch).map_err(backend)?;
+        self.write(batch)?;
         Ok(BindOutcome {
             record,
             moved_from,
@@ -255,7 +403,7 @@ impl IdentityStore for SledStore {
         if record.devices.len() == before {
             return Ok(false);
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         if record.devices.is_empty() {
             batch.remove(alias_key);
         } else {
@@ -265,7 +413,7 @@ impl IdentityStore for SledStore {
         if self.get_string(&device_key)?.as_deref() == Some(alias) {
             batch.remove(device_key);
         }
-        self.db.apply_batch(batch).map_err(backend)?;
+        self.write(batch)?;
         Ok(true)
     }
 
@@ -279,7 +427,7 @@ impl IdentityStore for SledStore {
         let Some(record) = self.get_alias(&alias_key, alias)? else {
             return Ok(None);
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         batch.remove(alias_key);
         for bound in &record.devices {
             let device_key = keys::device(app, &bound.device());
@@ -287,7 +435,7 @@ impl IdentityStore for SledStore {
                 batch.remove(device_key);
             }
         }
-        self.db.apply_batch(batch).map_err(backend)?;
+        self.write(batch)?;
         Ok(Some(record))
     }
 
@@ -307,7 +455,7 @@ impl IdentityStore for SledStore {
 #[async_trait]
 impl DeliveryStore for SledStore {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         // (provider, app, change)
         let mut depth_changes: Vec<(String, String, i64)> = Vec::new();
         for op in ops {
@@ -387,7 +535,7 @@ impl DeliveryStore for SledStore {
                 WriteOp::DeleteOrdered { key, id } => batch.remove(keys::ordered(&key, id)),
             }
         }
-        self.db.apply_batch(batch).map_err(backend)?;
+        self.write(batch)?;
         if !depth_changes.is_empty() {
             let mut depth = self.depths();
             for (provider, app, change) in depth_changes {
@@ -662,6 +810,57 @@ mod tests {
             .apply(vec![WriteOp::PutOrdered(no_key)])
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn the_journal_replays_what_sled_lacks_and_skips_what_it_has() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store
+            .bind_device("app", "alice", &device("c1"), 4, 1)
+            .await
+            .expect("bind");
+        store.commit().await.expect("commit");
+        let sled_seq = sled_sequence(&store.db).expect("seq");
+        drop(store); // final checkpoint: sled holds everything, the journal is empty
+
+        // A journal as a crash would leave it: one entry sled already has (it wrote that
+        // buffer itself), one it lacks.
+        let journal_dir = dir.path().join("journal");
+        let journal = Journal::open(&journal_dir).expect("journal").journal;
+        journal.advance_to(sled_seq);
+        journal
+            .pending()
+            .push(&[(keys::device("app", &device("c1")), Some(b"stale".to_vec()))]);
+        journal.pending().push(&[(
+            keys::device("app", &device("c9")),
+            Some(b"alice".to_vec()),
+        )]);
+        journal.write_out().expect("sync");
+        drop(journal);
+
+        let store = open(dir.path());
+        assert_eq!(
+            store
+                .device_alias("app", &device("c1"))
+                .await
+                .expect("read")
+                .as_deref(),
+            Some("alice"),
+            "an entry sled already holds is not applied again"
+        );
+        assert_eq!(
+            store
+                .device_alias("app", &device("c9"))
+                .await
+                .expect("read")
+                .as_deref(),
+            Some("alice"),
+            "an entry sled lacks is replayed"
+        );
+        assert_eq!(sled_sequence(&store.db).expect("seq"), sled_seq + 1);
+        let segments = std::fs::read_dir(&journal_dir).expect("dir").count();
+        assert_eq!(segments, 1, "replayed segments are dropped, one new segment is open");
     }
 
     fn device(cid: &str) -> DeviceRef {
