@@ -21,7 +21,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use crate::error::StoreError;
 
@@ -42,23 +41,28 @@ pub struct Entry {
     pub writes: Vec<Write1>,
 }
 
-/// Batches appended since the last write-out, and the next sequence number.
-pub struct Pending {
+/// Encoded batches not yet written to a segment, and the next sequence number.
+#[derive(Debug)]
+pub struct EntryBuffer {
     bytes: Vec<u8>,
     next_seq: u64,
 }
 
-impl Pending {
-    /// The sequence number the next batch will get.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
+impl EntryBuffer {
+    /// An empty buffer whose first batch gets `next_seq`.
+    pub fn new(next_seq: u64) -> Self {
+        EntryBuffer {
+            bytes: Vec::new(),
+            next_seq,
+        }
     }
 
-    /// Appends a batch with the sequence number [`Pending::next_seq`] and advances it.
-    pub fn push(&mut self, writes: &[Write1]) {
+    /// Appends a batch; returns the sequence number it got.
+    pub fn push(&mut self, writes: &[Write1]) -> u64 {
+        let seq = self.next_seq;
         let start = self.bytes.len();
         self.bytes.extend_from_slice(&[0; 8]);
-        self.bytes.extend_from_slice(&self.next_seq.to_le_bytes());
+        self.bytes.extend_from_slice(&seq.to_le_bytes());
         self.bytes
             .extend_from_slice(&(writes.len() as u32).to_le_bytes());
         for (key, value) in writes {
@@ -73,6 +77,12 @@ impl Pending {
         self.bytes[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
         self.bytes[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         self.next_seq += 1;
+        seq
+    }
+
+    /// Takes the encoded batches; returns them with the sequence number of the last one.
+    pub fn take(&mut self) -> (Vec<u8>, u64) {
+        (std::mem::take(&mut self.bytes), self.next_seq - 1)
     }
 }
 
@@ -81,16 +91,11 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-struct Segment {
-    file: File,
-    number: u64,
-}
-
-/// The journal: pending batches in memory, the open segment on disk.
+/// The journal's segment files; the owner serialises access.
 pub struct Journal {
     dir: PathBuf,
-    pending: Mutex<Pending>,
-    segment: Mutex<Segment>,
+    file: File,
+    number: u64,
 }
 
 /// What [`Journal::open`] found on disk.
@@ -106,13 +111,8 @@ fn io_error(path: &Path, e: io::Error) -> StoreError {
     StoreError::Backend(format!("journal {}: {e}", path.display()))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Journal {
     /// Opens the journal directory, reads every segment, and starts a new segment after them.
-    /// `next_seq` is the first sequence number new batches get.
     pub fn open(dir: &Path) -> Result<Recovered, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let mut numbers = segment_numbers(dir)?;
@@ -133,62 +133,33 @@ impl Journal {
             }
         }
         let number = numbers.last().map_or(1, |n| n + 1);
-        let segment = create_segment(dir, number)?;
-        let next_seq = entries.last().map_or(1, |e| e.seq + 1);
         Ok(Recovered {
             journal: Journal {
                 dir: dir.to_path_buf(),
-                pending: Mutex::new(Pending {
-                    bytes: Vec::new(),
-                    next_seq,
-                }),
-                segment: Mutex::new(segment),
+                file: create_segment(dir, number)?,
+                number,
             },
             entries,
             old_segments: numbers,
         })
     }
 
-    /// The pending buffer; hold it across "apply to sled, then push" so the journal's order is
-    /// sled's order.
-    pub fn pending(&self) -> MutexGuard<'_, Pending> {
-        lock(&self.pending)
-    }
-
-    /// Raises the next sequence number to at least `seq` (after recovery found sled ahead).
-    pub fn advance_to(&self, seq: u64) {
-        let mut pending = self.pending();
-        pending.next_seq = pending.next_seq.max(seq);
-    }
-
-    /// Writes every pending batch to the current segment and syncs it (blocking).
-    pub fn write_out(&self) -> Result<(), StoreError> {
-        let mut segment = lock(&self.segment);
-        self.write_pending(&mut segment)
-    }
-
-    fn write_pending(&self, segment: &mut Segment) -> Result<(), StoreError> {
-        let bytes = std::mem::take(&mut self.pending().bytes);
+    /// Appends encoded batches to the current segment and syncs it to disk.
+    pub fn append_synced(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let path = segment_path(&self.dir, segment.number);
-        segment
-            .file
-            .write_all(&bytes)
-            .and_then(|()| segment.file.sync_data())
-            .map_err(|e| io_error(&path, e))?;
-        Ok(())
+        self.file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io_error(&segment_path(&self.dir, self.number), e))
     }
 
-    /// Writes out what is pending and starts a new segment. Every batch applied to sled
-    /// before this call is in a segment numbered at most the returned number; once sled is
-    /// flushed, [`Journal::remove_through`] that number.
-    pub fn rotate(&self) -> Result<u64, StoreError> {
-        let mut segment = lock(&self.segment);
-        self.write_pending(&mut segment)?;
-        let old = segment.number;
-        *segment = create_segment(&self.dir, old + 1)?;
+    /// Starts a new segment; returns the number of the one before it.
+    pub fn rotate(&mut self) -> Result<u64, StoreError> {
+        let old = self.number;
+        self.file = create_segment(&self.dir, old + 1)?;
+        self.number = old + 1;
         Ok(old)
     }
 
@@ -224,7 +195,7 @@ fn segment_numbers(dir: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(out)
 }
 
-fn create_segment(dir: &Path, number: u64) -> Result<Segment, StoreError> {
+fn create_segment(dir: &Path, number: u64) -> Result<File, StoreError> {
     let path = segment_path(dir, number);
     let file = OpenOptions::new()
         .create(true)
@@ -236,7 +207,7 @@ fn create_segment(dir: &Path, number: u64) -> Result<Segment, StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, e))?;
-    Ok(Segment { file, number })
+    Ok(file)
 }
 
 /// Reads a little-endian u32 at `*at`, advancing it.
@@ -324,33 +295,44 @@ mod tests {
         (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()))
     }
 
+    fn write(journal: &mut Journal, buffer: &mut EntryBuffer, batches: &[&[Write1]]) {
+        for batch in batches {
+            buffer.push(batch);
+        }
+        let (bytes, _) = buffer.take();
+        journal.append_synced(&bytes).expect("append");
+    }
+
     #[test]
     fn entries_survive_a_reopen_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let journal = Journal::open(dir.path()).expect("open").journal;
-        {
-            let mut p = journal.pending();
-            p.push(&[put("a", "1"), (b"b".to_vec(), None)]);
-            p.push(&[put("a", "2")]);
-        }
-        journal.write_out().expect("write");
-        journal.pending().push(&[put("never", "synced")]);
+        let mut journal = Journal::open(dir.path()).expect("open").journal;
+        let mut buffer = EntryBuffer::new(1);
+        write(
+            &mut journal,
+            &mut buffer,
+            &[&[put("a", "1"), (b"b".to_vec(), None)], &[put("a", "2")]],
+        );
+        buffer.push(&[put("never", "synced")]);
         drop(journal);
         let again = Journal::open(dir.path()).expect("reopen");
         assert_eq!(again.entries.len(), 2);
         assert_eq!(again.entries[0].seq, 1);
         assert_eq!(again.entries[0].writes[1], (b"b".to_vec(), None));
+        assert_eq!(again.entries[1].seq, 2);
         assert_eq!(again.entries[1].writes, vec![put("a", "2")]);
-        assert_eq!(again.journal.pending().next_seq(), 3);
     }
 
     #[test]
     fn a_torn_tail_is_dropped_but_damage_elsewhere_is_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let journal = Journal::open(dir.path()).expect("open").journal;
-        journal.pending().push(&[put("a", "1")]);
-        journal.pending().push(&[put("b", "2")]);
-        journal.write_out().expect("write");
+        let mut journal = Journal::open(dir.path()).expect("open").journal;
+        let mut buffer = EntryBuffer::new(1);
+        write(
+            &mut journal,
+            &mut buffer,
+            &[&[put("a", "1")], &[put("b", "2")]],
+        );
         drop(journal);
         let path = segment_path(dir.path(), 1);
         let bytes = std::fs::read(&path).expect("read");
@@ -364,18 +346,20 @@ mod tests {
         let mut flipped = bytes.clone();
         flipped[10] ^= 0xff;
         std::fs::write(&path, &flipped).expect("flip");
-        let err = Journal::open(dir.path()).err().expect("corruption reported");
+        let err = Journal::open(dir.path())
+            .err()
+            .expect("corruption reported");
         assert!(err.to_string().contains("damaged journal entry"), "{err}");
     }
 
     #[test]
     fn rotation_and_removal_keep_only_newer_segments() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let journal = Journal::open(dir.path()).expect("open").journal;
-        journal.pending().push(&[put("a", "1")]);
+        let mut journal = Journal::open(dir.path()).expect("open").journal;
+        let mut buffer = EntryBuffer::new(1);
+        write(&mut journal, &mut buffer, &[&[put("a", "1")]]);
         let old = journal.rotate().expect("rotate");
-        journal.pending().push(&[put("b", "2")]);
-        journal.write_out().expect("write");
+        write(&mut journal, &mut buffer, &[&[put("b", "2")]]);
         journal.remove_through(old).expect("remove");
         drop(journal);
         let again = Journal::open(dir.path()).expect("reopen");

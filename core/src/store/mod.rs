@@ -8,6 +8,7 @@ mod alias_codec;
 mod group_commit;
 mod journal;
 pub mod keys;
+mod layered;
 mod sled_store;
 
 pub use group_commit::{FlushFn, GroupCommit};

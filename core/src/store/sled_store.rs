@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -16,8 +16,9 @@ use serde::Serialize;
 
 use super::alias_codec;
 use super::group_commit::GroupCommit;
-use super::journal::{Journal, Write1, SEQUENCE_KEY};
+use super::journal::Write1;
 use super::keys;
+use super::layered::LayeredDb;
 use super::{
     BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, Timer, WriteOp,
 };
@@ -25,7 +26,6 @@ use super::{
 /// The value that marks a message-timer entry as a retention purge (empty: TTL expiry).
 const PURGE_MARK: &[u8] = b"P";
 use crate::error::StoreError;
-use crate::metrics as m;
 use crate::model::{
     AliasRecord, BoundDevice, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId,
     MessageRecord, Receipt, UpstreamRecord,
@@ -58,8 +58,7 @@ impl SledOptions {
 
 /// The sled-backed [`super::Store`].
 pub struct SledStore {
-    db: sled::Db,
-    journal: Arc<Journal>,
+    db: Arc<LayeredDb>,
     commits: GroupCommit,
     /// Checkpoints in the background; stops with a last checkpoint when the store drops.
     _checkpointer: Checkpointer,
@@ -96,10 +95,6 @@ fn add(map: &mut HashMap<String, u64>, key: &str, change: i64) {
     *n = n.saturating_add_signed(change);
 }
 
-fn backend(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Our record types serialise infallibly (no maps with non-string keys).
     serde_json::to_vec(value).unwrap_or_default()
@@ -112,38 +107,6 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     })
 }
 
-/// Applies `writes` to sled as one atomic batch stamped with journal sequence `seq`.
-fn apply_to_sled(db: &sled::Db, writes: &[Write1], seq: u64) -> Result<(), StoreError> {
-    let mut batch = sled::Batch::default();
-    for (key, value) in writes {
-        match value {
-            Some(value) => batch.insert(key.as_slice(), value.as_slice()),
-            None => batch.remove(key.as_slice()),
-        }
-    }
-    batch.insert(SEQUENCE_KEY, &seq.to_be_bytes());
-    db.apply_batch(batch).map_err(backend)
-}
-
-/// The sequence number of the last batch sled holds (0: none).
-fn sled_sequence(db: &sled::Db) -> Result<u64, StoreError> {
-    Ok(db
-        .get(SEQUENCE_KEY)
-        .map_err(backend)?
-        .and_then(|v| v.as_ref().try_into().ok())
-        .map_or(0, u64::from_be_bytes))
-}
-
-/// Flushes sled, then drops the journal segments the flush made redundant (blocking).
-fn checkpoint(db: &sled::Db, journal: &Journal) -> Result<(), StoreError> {
-    let started = Instant::now();
-    let covered = journal.rotate()?;
-    db.flush().map_err(backend)?;
-    journal.remove_through(covered)?;
-    metrics::histogram!(m::STORE_CHECKPOINT_SECONDS).record(started.elapsed().as_secs_f64());
-    Ok(())
-}
-
 /// The background thread that checkpoints every interval, and once more when stopped.
 struct Checkpointer {
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -151,7 +114,7 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(db: sled::Db, journal: Arc<Journal>, every: Duration) -> Result<Self, StoreError> {
+    fn start(db: Arc<LayeredDb>, every: Duration) -> Result<Self, StoreError> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = stop.clone();
         let thread = std::thread::Builder::new()
@@ -165,7 +128,7 @@ impl Checkpointer {
                         .unwrap_or_else(|p| p.into_inner());
                     *guard
                 };
-                if let Err(e) = checkpoint(&db, &journal) {
+                if let Err(e) = db.checkpoint() {
                     tracing::error!(error = %e, "store checkpoint failed");
                 }
                 if stopped {
@@ -208,25 +171,23 @@ impl SledStore {
                     options.path.display()
                 ))
             })?;
-        let journal = Arc::new(recover(&db, &options.path.join("journal"))?);
-        let sync_journal = journal.clone();
+        let db = Arc::new(LayeredDb::open(db, &options.path.join("journal"))?);
+        let committer = db.clone();
         let commits = GroupCommit::start(
             Box::new(move || {
-                let journal = sync_journal.clone();
+                let db = committer.clone();
                 Box::pin(async move {
-                    tokio::task::spawn_blocking(move || journal.write_out())
+                    tokio::task::spawn_blocking(move || db.commit_blocking())
                         .await
                         .map_err(|e| StoreError::Backend(format!("journal sync stopped: {e}")))?
                 })
             }),
             options.commit_window,
         );
-        let checkpointer =
-            Checkpointer::start(db.clone(), journal.clone(), options.checkpoint_interval)?;
+        let checkpointer = Checkpointer::start(db.clone(), options.checkpoint_interval)?;
         let depth = count_outbox(&db)?;
         Ok(SledStore {
             db,
-            journal,
             commits,
             _checkpointer: checkpointer,
             identity_lock: Mutex::new(()),
@@ -234,23 +195,21 @@ impl SledStore {
         })
     }
 
-    /// Applies one atomic change and records it in the journal, in the same order.
+    /// Records one atomic change (visible at once, durable after the next commit).
     fn write(&self, writes: Writes) -> Result<(), StoreError> {
-        let mut pending = self.journal.pending();
-        apply_to_sled(&self.db, &writes.0, pending.next_seq())?;
-        pending.push(&writes.0);
+        self.db.write(writes.0);
         Ok(())
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.db.get(key).map_err(backend)? {
+        match self.db.get(key)? {
             Some(bytes) => decode(key, &bytes).map(Some),
             None => Ok(None),
         }
     }
 
     fn get_alias(&self, key: &[u8], alias: &str) -> Result<Option<AliasRecord>, StoreError> {
-        match self.db.get(key).map_err(backend)? {
+        match self.db.get(key)? {
             Some(bytes) => alias_codec::decode(alias, key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -259,8 +218,7 @@ impl SledStore {
     fn get_string(&self, key: &[u8]) -> Result<Option<String>, StoreError> {
         Ok(self
             .db
-            .get(key)
-            .map_err(backend)?
+            .get(key)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
@@ -278,17 +236,16 @@ impl SledStore {
 
     fn first_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
         match self.db.scan_prefix(prefix).next() {
-            Some(Ok((k, _))) => Ok(Some(k)),
-            Some(Err(e)) => Err(backend(e)),
+            Some(item) => item.map(|(k, _)| Some(k)),
             None => Ok(None),
         }
     }
 }
 
-fn count_outbox(db: &sled::Db) -> Result<Depths, StoreError> {
+fn count_outbox(db: &LayeredDb) -> Result<Depths, StoreError> {
     let mut depths = Depths::default();
-    for item in db.scan_prefix([keys::OUTBOX]) {
-        let (k, app) = item.map_err(backend)?;
+    for item in db.scan_prefix(&[keys::OUTBOX]) {
+        let (k, app) = item?;
         let name_end = k[1..].iter().position(|b| *b == 0).map(|p| p + 1);
         if let Some(end) = name_end {
             add(
@@ -300,30 +257,6 @@ fn count_outbox(db: &sled::Db) -> Result<Depths, StoreError> {
         }
     }
     Ok(depths)
-}
-
-/// Opens the journal and applies to sled every entry it does not hold yet, then flushes sled
-/// and drops the replayed segments.
-fn recover(db: &sled::Db, dir: &std::path::Path) -> Result<Journal, StoreError> {
-    let sled_seq = sled_sequence(db)?;
-    let recovered = Journal::open(dir)?;
-    let mut replayed = 0usize;
-    for entry in &recovered.entries {
-        if entry.seq > sled_seq {
-            apply_to_sled(db, &entry.writes, entry.seq)?;
-            replayed += 1;
-        }
-    }
-    let journal = recovered.journal;
-    journal.advance_to(sled_seq + 1);
-    if let Some(last) = recovered.old_segments.iter().max() {
-        db.flush().map_err(backend)?;
-        journal.remove_through(*last)?;
-    }
-    if replayed > 0 {
-        tracing::info!(replayed, "replayed journal entries sled had not flushed");
-    }
-    Ok(journal)
 }
 
 #[async_trait]
@@ -475,8 +408,7 @@ impl DeliveryStore for SledStore {
                     let key = keys::outbox(&provider, due, id);
                     let app = self
                         .db
-                        .get(&key)
-                        .map_err(backend)?
+                        .get(&key)?
                         .map(|v| String::from_utf8_lossy(&v).into_owned());
                     batch.remove(key);
                     depth_changes.push((provider, app.unwrap_or_default(), -1));
@@ -556,9 +488,9 @@ impl DeliveryStore for SledStore {
 
     async fn deliveries(&self, id: MessageId) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.db
-            .scan_prefix(keys::deliveries_of(id))
+            .scan_prefix(&keys::deliveries_of(id))
             .map(|item| {
-                let (k, v) = item.map_err(backend)?;
+                let (k, v) = item?;
                 decode(&k, &v)
             })
             .collect()
@@ -583,8 +515,7 @@ impl DeliveryStore for SledStore {
     ) -> Result<Option<DeliveryId>, StoreError> {
         Ok(self
             .db
-            .get(keys::reference(provider, reference))
-            .map_err(backend)?
+            .get(&keys::reference(provider, reference))?
             .and_then(|v| DeliveryId::from_bytes(&v)))
     }
 
@@ -606,11 +537,11 @@ impl DeliveryStore for SledStore {
         let prefix = keys::outbox_prefix(provider);
         let end = keys::time_bound(&prefix, now);
         let mut out = Vec::new();
-        for item in self.db.range(prefix.clone()..end) {
+        for item in self.db.range(prefix.clone(), Some(end)) {
             if out.len() >= limit {
                 break;
             }
-            let (k, _) = item.map_err(backend)?;
+            let (k, _) = item?;
             if let Some((_, id)) = keys::parse_outbox(&k, prefix.len()) {
                 if !skip(id) {
                     out.push(id);
@@ -647,8 +578,8 @@ impl DeliveryStore for SledStore {
     ) -> Result<Vec<(u64, MessageId, Timer)>, StoreError> {
         let end = keys::time_bound(&[keys::EXPIRY], now);
         let mut out = Vec::new();
-        for item in self.db.range(vec![keys::EXPIRY]..end).take(limit) {
-            let (k, v) = item.map_err(backend)?;
+        for item in self.db.range(vec![keys::EXPIRY], Some(end)).take(limit) {
+            let (k, v) = item?;
             if let Some((at, id)) = keys::parse_expiry(&k) {
                 let timer = if v.as_ref() == PURGE_MARK {
                     Timer::Purge
@@ -676,11 +607,11 @@ impl DeliveryStore for SledStore {
     ) -> Result<Vec<EventRecord>, StoreError> {
         let end = keys::time_bound(&[keys::EVENT], now);
         let mut out = Vec::new();
-        for item in self.db.range(vec![keys::EVENT]..end) {
+        for item in self.db.range(vec![keys::EVENT], Some(end)) {
             if out.len() >= limit {
                 break;
             }
-            let (k, v) = item.map_err(backend)?;
+            let (k, v) = item?;
             let event: EventRecord = decode(&k, &v)?;
             if !skip(event.id) {
                 out.push(event);
@@ -712,9 +643,9 @@ impl DeliveryStore for SledStore {
             }
             None => prefix.clone(),
         };
-        match self.db.range(start..).next() {
+        match self.db.range(start, None).next() {
             Some(Ok((k, v))) if k.starts_with(&prefix) => decode(&k, &v).map(Some),
-            Some(Err(e)) => Err(backend(e)),
+            Some(Err(e)) => Err(e),
             _ => Ok(None),
         }
     }
@@ -732,6 +663,7 @@ impl DeliveryStore for SledStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::journal::{EntryBuffer, Journal};
     use super::*;
 
     #[tokio::test]
@@ -821,22 +753,17 @@ mod tests {
             .await
             .expect("bind");
         store.commit().await.expect("commit");
-        let sled_seq = sled_sequence(&store.db).expect("seq");
+        let sled_seq = store.db.sled_sequence().expect("seq");
         drop(store); // final checkpoint: sled holds everything, the journal is empty
 
         // A journal as a crash would leave it: one entry sled already has (it wrote that
         // buffer itself), one it lacks.
         let journal_dir = dir.path().join("journal");
-        let journal = Journal::open(&journal_dir).expect("journal").journal;
-        journal.advance_to(sled_seq);
-        journal
-            .pending()
-            .push(&[(keys::device("app", &device("c1")), Some(b"stale".to_vec()))]);
-        journal.pending().push(&[(
-            keys::device("app", &device("c9")),
-            Some(b"alice".to_vec()),
-        )]);
-        journal.write_out().expect("sync");
+        let mut journal = Journal::open(&journal_dir).expect("journal").journal;
+        let mut buffer = EntryBuffer::new(sled_seq);
+        buffer.push(&[(keys::device("app", &device("c1")), Some(b"stale".to_vec()))]);
+        buffer.push(&[(keys::device("app", &device("c9")), Some(b"alice".to_vec()))]);
+        journal.append_synced(&buffer.take().0).expect("sync");
         drop(journal);
 
         let store = open(dir.path());
@@ -858,9 +785,12 @@ mod tests {
             Some("alice"),
             "an entry sled lacks is replayed"
         );
-        assert_eq!(sled_sequence(&store.db).expect("seq"), sled_seq + 1);
+        assert_eq!(store.db.sled_sequence().expect("seq"), sled_seq + 1);
         let segments = std::fs::read_dir(&journal_dir).expect("dir").count();
-        assert_eq!(segments, 1, "replayed segments are dropped, one new segment is open");
+        assert_eq!(
+            segments, 1,
+            "replayed segments are dropped, one new segment is open"
+        );
     }
 
     fn device(cid: &str) -> DeviceRef {
