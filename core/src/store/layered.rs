@@ -30,6 +30,9 @@ use crate::metrics as m;
 /// deleted).
 type Change = (u64, Option<Vec<u8>>);
 
+/// A key and its overlaid value (`None`: deleted).
+type Overlaid = (Vec<u8>, Option<Vec<u8>>);
+
 struct Unapplied {
     buffer: EntryBuffer,
     overlay: BTreeMap<Vec<u8>, Change>,
@@ -136,7 +139,7 @@ impl LayeredDb {
             Some(end) => Bound::Excluded(end.clone()),
             None => Bound::Unbounded,
         };
-        let overlay: Vec<(Vec<u8>, Option<Vec<u8>>)> = lock(&self.unapplied)
+        let overlay: Vec<Overlaid> = lock(&self.unapplied)
             .overlay
             .range((Bound::Included(start.clone()), upper))
             .map(|(k, (_, v))| (k.clone(), v.clone()))
@@ -241,7 +244,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// The overlay's snapshot of a range merged over sled's iterator; the overlay wins on equal
 /// keys and its deletions hide sled's entries.
 pub struct Merged {
-    overlay: std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>>,
+    overlay: std::iter::Peekable<std::vec::IntoIter<Overlaid>>,
     below: std::iter::Peekable<sled::Iter>,
 }
 

@@ -417,14 +417,14 @@ impl DeliveryStore for SledStore {
                     provider,
                     reference,
                     id,
-                } => batch.insert(keys::reference(&provider, &reference), &id.to_bytes()),
+                } => batch.insert(keys::reference(&provider, &reference), id.to_bytes()),
                 WriteOp::PutIdempotency {
                     app,
                     request_id,
                     entry,
                 } => batch.insert(keys::idempotency(&app, &request_id), encode(&entry)),
                 WriteOp::ScheduleExpiry { at, message } => {
-                    batch.insert(keys::expiry(at, message), &[])
+                    batch.insert(keys::expiry(at, message), [])
                 }
                 WriteOp::SchedulePurge { at, message } => {
                     batch.insert(keys::expiry(at, message), PURGE_MARK)
