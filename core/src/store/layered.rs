@@ -1,11 +1,12 @@
 //! sled below, the journal and an in-memory overlay of not-yet-applied batches above.
 //!
 //! A write is one atomic batch: it is encoded into the journal buffer and its keys go into
-//! the overlay, both under one lock, and nothing touches sled or the disk. A commit
-//! ([`LayeredDb::commit_blocking`]) appends the buffer to the journal and syncs it, then
-//! applies the batches to sled and takes them out of the overlay. Readers look in the
-//! overlay first, so every batch becomes visible at once, and sled only ever holds batches
-//! that are already durable in the journal.
+//! the overlay, both under one lock, and nothing touches the disk. A commit
+//! ([`LayeredDb::commit_blocking`]) appends the buffer to the journal and syncs it. Every
+//! few milliseconds [`LayeredDb::apply_blocking`] applies the overlay to sled and empties it;
+//! changes that cancel out in between (an outbox entry or webhook event created and done)
+//! never reach sled. Readers look in the overlay first, so every batch becomes visible at
+//! once, and sled only ever holds changes that are already durable in the journal.
 //!
 //! Why not sled's own batches and flushes: sled 0.34 writes and `sync_file_range`s an IO
 //! buffer twice per `apply_batch`, and every flush holds a lock that stops all batches, so
@@ -22,28 +23,45 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+use sled::IVec;
+
 use super::journal::{EntryBuffer, Journal, Write1, SEQUENCE_KEY};
 use crate::error::StoreError;
 use crate::metrics as m;
 
-/// A key's newest unapplied change: the batch's sequence number and the value (`None`:
-/// deleted).
-type Change = (u64, Option<Vec<u8>>);
+/// A key's newest unapplied change.
+#[derive(Clone, Debug)]
+struct Change {
+    /// The batch that made it.
+    seq: u64,
+    /// The new value (`None`: deleted).
+    value: Option<IVec>,
+    /// Whether sled may hold the key: if not, deleting it only drops this change.
+    in_sled: bool,
+}
+
+/// Overlaid changes on their way to sled, all synced up to sequence number `upto`.
+struct Snapshot {
+    upto: u64,
+    changes: Vec<(IVec, Change)>,
+}
 
 /// A key and its overlaid value (`None`: deleted).
-type Overlaid = (Vec<u8>, Option<Vec<u8>>);
+type Overlaid = (IVec, Option<IVec>);
 
 struct Unapplied {
     buffer: EntryBuffer,
-    overlay: BTreeMap<Vec<u8>, Change>,
+    overlay: BTreeMap<IVec, Change>,
 }
 
 /// The journaled, overlaid sled tree.
 pub struct LayeredDb {
     db: sled::Db,
     unapplied: Mutex<Unapplied>,
-    /// Held while syncing and applying, so batches reach sled in order.
+    /// Held while appending to the journal, so appends keep the buffer's order.
     journal: Mutex<Journal>,
+    /// Held while applying, so snapshots reach sled in order.
+    applier: Mutex<()>,
     /// Set when the journal could not be written: nothing after it is durable, so every
     /// later commit fails until the process restarts and replays.
     failed: Mutex<Option<String>>,
@@ -112,23 +130,45 @@ impl LayeredDb {
                 overlay: BTreeMap::new(),
             }),
             journal: Mutex::new(recovered.journal),
+            applier: Mutex::new(()),
             failed: Mutex::new(None),
         })
     }
 
     /// Records one atomic batch: visible to readers at once, durable after the next commit.
-    pub fn write(&self, writes: Vec<Write1>) {
+    pub fn write(&self, writes: Vec<Write1>) -> Result<(), StoreError> {
         let mut unapplied = lock(&self.unapplied);
         let seq = unapplied.buffer.push(&writes);
         for (key, value) in writes {
-            unapplied.overlay.insert(key, (seq, value));
+            let key = IVec::from(key);
+            let value = value.map(IVec::from);
+            let in_sled = match unapplied.overlay.get(&key) {
+                Some(change) => change.in_sled,
+                // Asked under the lock: an applied change leaves the overlay only after it
+                // is in sled, so sled's answer is current.
+                None => self.db.contains_key(&key).map_err(backend)?,
+            };
+            if value.is_none() && !in_sled {
+                // Written and deleted before it ever reached sled: nothing to apply.
+                unapplied.overlay.remove(&key);
+            } else {
+                unapplied.overlay.insert(
+                    key,
+                    Change {
+                        seq,
+                        value,
+                        in_sled,
+                    },
+                );
+            }
         }
+        Ok(())
     }
 
     /// The current value of `key`.
-    pub fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        if let Some((_, value)) = lock(&self.unapplied).overlay.get(key) {
-            return Ok(value.as_deref().map(sled::IVec::from));
+    pub fn get(&self, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        if let Some(change) = lock(&self.unapplied).overlay.get(key) {
+            return Ok(change.value.clone());
         }
         self.db.get(key).map_err(backend)
     }
@@ -136,13 +176,13 @@ impl LayeredDb {
     /// Keys from `start` (inclusive) to `end` (exclusive; `None`: no bound), in order.
     pub fn range(&self, start: Vec<u8>, end: Option<Vec<u8>>) -> Merged {
         let upper = match &end {
-            Some(end) => Bound::Excluded(end.clone()),
+            Some(end) => Bound::Excluded(end.as_slice()),
             None => Bound::Unbounded,
         };
         let overlay: Vec<Overlaid> = lock(&self.unapplied)
             .overlay
-            .range((Bound::Included(start.clone()), upper))
-            .map(|(k, (_, v))| (k.clone(), v.clone()))
+            .range::<[u8], _>((Bound::Included(start.as_slice()), upper))
+            .map(|(k, change)| (k.clone(), change.value.clone()))
             .collect();
         let below = match end {
             Some(end) => self.db.range(start..end),
@@ -159,43 +199,78 @@ impl LayeredDb {
         self.range(prefix.to_vec(), prefix_end(prefix))
     }
 
-    /// Makes every batch written so far durable (journal append + fdatasync), then applies
-    /// them to sled. Blocking.
+    /// Makes every batch written so far durable: appends them to the journal and syncs it.
+    /// Blocking.
     pub fn commit_blocking(&self) -> Result<(), StoreError> {
         let mut journal = lock(&self.journal);
-        self.sync_and_apply(&mut journal)
+        self.check_failed()?;
+        let (bytes, _) = lock(&self.unapplied).buffer.take();
+        self.append(&mut journal, &bytes)
     }
 
-    fn sync_and_apply(&self, journal: &mut Journal) -> Result<(), StoreError> {
-        if let Some(reason) = lock(&self.failed).as_ref() {
-            return Err(StoreError::Backend(format!(
+    /// Commits, then applies every overlaid change to sled and drops it from the overlay.
+    /// Changes wait in the overlay between applies, so a key written and deleted meanwhile
+    /// (an outbox entry, a webhook event) never reaches sled at all. Blocking.
+    pub fn apply_blocking(&self) -> Result<(), StoreError> {
+        let _applier = lock(&self.applier);
+        let snapshot = {
+            let mut journal = lock(&self.journal);
+            self.snapshot_and_sync(&mut journal)?
+        };
+        self.apply_snapshot(snapshot)
+    }
+
+    fn check_failed(&self) -> Result<(), StoreError> {
+        match lock(&self.failed).as_ref() {
+            Some(reason) => Err(StoreError::Backend(format!(
                 "the journal failed earlier ({reason}); restart to recover"
-            )));
+            ))),
+            None => Ok(()),
         }
+    }
+
+    fn append(&self, journal: &mut Journal, bytes: &[u8]) -> Result<(), StoreError> {
+        journal.append_synced(bytes).inspect_err(|e| {
+            *lock(&self.failed) = Some(e.to_string());
+        })
+    }
+
+    /// Takes every overlaid change (marking it as possibly in sled) and makes sure all of
+    /// them are synced in the journal; returns them with the last sequence number.
+    fn snapshot_and_sync(&self, journal: &mut Journal) -> Result<Snapshot, StoreError> {
+        self.check_failed()?;
         let (bytes, upto, changes) = {
             let mut unapplied = lock(&self.unapplied);
-            if unapplied.overlay.is_empty() {
-                return Ok(());
-            }
             let (bytes, upto) = unapplied.buffer.take();
-            let changes: Vec<(Vec<u8>, Change)> = unapplied
+            let changes: Vec<(IVec, Change)> = unapplied
                 .overlay
-                .iter()
-                .map(|(k, c)| (k.clone(), c.clone()))
+                .iter_mut()
+                .map(|(k, change)| {
+                    // From here on sled may hold it, whatever happens to it next.
+                    change.in_sled = true;
+                    (k.clone(), change.clone())
+                })
                 .collect();
             (bytes, upto, changes)
         };
-        if let Err(e) = journal.append_synced(&bytes) {
-            *lock(&self.failed) = Some(e.to_string());
-            return Err(e);
+        // Every change in the snapshot is in `bytes` or in an earlier, synced append.
+        self.append(journal, &bytes)?;
+        Ok(Snapshot { upto, changes })
+    }
+
+    /// Writes a snapshot's changes to sled, then drops from the overlay those not changed
+    /// again since. Commits go on meanwhile.
+    fn apply_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        if snapshot.changes.is_empty() {
+            return Ok(());
         }
-        for (key, (_, value)) in &changes {
-            apply_one(&self.db, key, value.as_deref())?;
+        for (key, change) in &snapshot.changes {
+            apply_one(&self.db, key, change.value.as_deref())?;
         }
-        set_sequence(&self.db, upto)?;
+        set_sequence(&self.db, snapshot.upto)?;
         let mut unapplied = lock(&self.unapplied);
-        for (key, (seq, _)) in changes {
-            if unapplied.overlay.get(&key).map(|(s, _)| *s) == Some(seq) {
+        for (key, change) in snapshot.changes {
+            if unapplied.overlay.get(&key).map(|c| c.seq) == Some(change.seq) {
                 unapplied.overlay.remove(&key);
             }
         }
@@ -205,13 +280,16 @@ impl LayeredDb {
     /// Commits, flushes sled and deletes the journal segments that sled now covers. Blocking.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let started = Instant::now();
-        let mut journal = lock(&self.journal);
-        self.sync_and_apply(&mut journal)?;
-        let covered = journal.rotate()?;
-        // Nothing can reach sled while the journal lock is held, so the flush covers every
-        // batch of the segments up to `covered`.
+        let _applier = lock(&self.applier);
+        let (snapshot, covered) = {
+            let mut journal = lock(&self.journal);
+            let snapshot = self.snapshot_and_sync(&mut journal)?;
+            // Segments up to `covered` hold nothing newer than the snapshot.
+            (snapshot, journal.rotate()?)
+        };
+        self.apply_snapshot(snapshot)?;
         self.db.flush().map_err(backend)?;
-        journal.remove_through(covered)?;
+        lock(&self.journal).remove_through(covered)?;
         metrics::histogram!(m::STORE_CHECKPOINT_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -249,7 +327,7 @@ pub struct Merged {
 }
 
 impl Iterator for Merged {
-    type Item = Result<(sled::IVec, sled::IVec), StoreError>;
+    type Item = Result<(IVec, IVec), StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -264,17 +342,17 @@ impl Iterator for Merged {
                 (None, None) => return None,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
-                (Some((ok, _)), Some(bk)) => ok.as_slice() <= bk.as_ref(),
+                (Some((ok, _)), Some(bk)) => ok <= bk,
             };
             if !take_overlay {
                 return self.below.next().map(|r| r.map_err(backend));
             }
             let (key, value) = self.overlay.next()?;
-            if below_key.as_deref() == Some(key.as_slice()) {
+            if below_key.as_ref() == Some(&key) {
                 self.below.next(); // shadowed by the overlay
             }
             if let Some(value) = value {
-                return Some(Ok((sled::IVec::from(key), sled::IVec::from(value))));
+                return Some(Ok((key, value)));
             }
             // A deletion: skip the key.
         }
@@ -319,22 +397,22 @@ mod tests {
     fn reads_merge_the_overlay_over_sled() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open(dir.path());
-        db.write(vec![put("k1", "a"), put("k2", "b"), put("k4", "d")]);
+        db.write(vec![put("k1", "a"), put("k2", "b"), put("k4", "d")])
+            .expect("write");
         db.commit_blocking().expect("commit");
         assert!(
-            db.sled().get("k1").expect("get").is_some(),
-            "applied to sled"
+            db.sled().get("k1").expect("get").is_none(),
+            "committed, not applied"
         );
+        db.apply_blocking().expect("apply");
+        assert!(db.sled().get("k1").expect("get").is_some(), "applied");
         db.write(vec![
             put("k2", "B"),
             del("k4"),
             put("k3", "c"),
             put("k5", "e"),
-        ]);
-        assert!(
-            db.sled().get("k3").expect("get").is_none(),
-            "not applied yet"
-        );
+        ])
+        .expect("write");
         assert_eq!(db.get(b"k2").expect("get").as_deref(), Some(&b"B"[..]));
         assert!(db.get(b"k4").expect("get").is_none());
         assert_eq!(keys(&db, "k"), ["k1=a", "k2=B", "k3=c", "k5=e"]);
@@ -343,7 +421,7 @@ mod tests {
             .map(|r| r.expect("item").0)
             .collect();
         assert_eq!(bounded, [&b"k2"[..], &b"k3"[..]]);
-        db.commit_blocking().expect("commit");
+        db.apply_blocking().expect("apply");
         assert_eq!(keys(&db, "k"), ["k1=a", "k2=B", "k3=c", "k5=e"]);
         assert!(
             db.sled().get("k4").expect("get").is_none(),
@@ -352,22 +430,47 @@ mod tests {
     }
 
     #[test]
-    fn committed_batches_survive_without_a_checkpoint_and_others_do_not() {
+    fn a_key_created_and_deleted_between_applies_never_reaches_sled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        db.write(vec![put("job", "1"), put("record", "x")])
+            .expect("write");
+        db.commit_blocking().expect("commit");
+        db.write(vec![del("job")]).expect("write");
+        assert!(db.get(b"job").expect("get").is_none());
+        assert_eq!(
+            lock(&db.unapplied).overlay.len(),
+            1,
+            "only `record` is left"
+        );
+        db.apply_blocking().expect("apply");
+        assert!(db.sled().get("job").expect("get").is_none());
+
+        // Once applied, a deletion must reach sled.
+        db.write(vec![del("record")]).expect("write");
+        db.apply_blocking().expect("apply");
+        assert!(db.sled().get("record").expect("get").is_none());
+        assert!(lock(&db.unapplied).overlay.is_empty());
+    }
+
+    #[test]
+    fn committed_batches_come_back_from_the_journal_and_others_do_not() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let db = open(dir.path());
-            db.write(vec![put("a", "1")]);
+            db.write(vec![put("a", "1")]).expect("write");
+            db.apply_blocking().expect("apply");
+            db.write(vec![put("a", "2"), put("b", "1")]).expect("write");
             db.commit_blocking().expect("commit");
-            db.write(vec![put("a", "2"), put("b", "1")]);
-            db.commit_blocking().expect("commit");
-            db.write(vec![put("lost", "never committed")]);
-            // Dropped without a checkpoint: whatever sled had not flushed comes back from
-            // the journal; the uncommitted batch is gone everywhere.
+            db.write(vec![put("lost", "never committed")])
+                .expect("write");
+            // Dropped without applying: sled holds only the first batch; the second comes
+            // back from the journal; the uncommitted one is gone everywhere.
         }
         let db = open(dir.path());
         assert_eq!(keys(&db, ""), ["a=2", "b=1"]);
         assert_eq!(db.sled_sequence().expect("seq"), 2);
-        db.write(vec![put("c", "1")]);
+        db.write(vec![put("c", "1")]).expect("write");
         db.checkpoint().expect("checkpoint");
         let segments = std::fs::read_dir(dir.path().join("journal"))
             .expect("dir")

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -40,17 +40,22 @@ pub struct SledOptions {
     pub cache_capacity: u64,
     /// Pause before each group commit to gather more writers (zero: none).
     pub commit_window: Duration,
+    /// How often journaled changes are applied to sled (changes that cancel out meanwhile
+    /// never reach it).
+    pub apply_interval: Duration,
     /// How often sled is flushed and the journal behind it dropped.
     pub checkpoint_interval: Duration,
 }
 
 impl SledOptions {
-    /// Defaults for `path`: 256 MiB cache, no commit window, a checkpoint every second.
+    /// Defaults for `path`: 256 MiB cache, no commit window, apply every 20 ms, a checkpoint
+    /// every second.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SledOptions {
             path: path.into(),
             cache_capacity: 256 * 1024 * 1024,
             commit_window: Duration::ZERO,
+            apply_interval: Duration::from_millis(20),
             checkpoint_interval: Duration::from_secs(1),
         }
     }
@@ -60,8 +65,9 @@ impl SledOptions {
 pub struct SledStore {
     db: Arc<LayeredDb>,
     commits: GroupCommit,
-    /// Checkpoints in the background; stops with a last checkpoint when the store drops.
-    _checkpointer: Checkpointer,
+    /// Applies and checkpoints in the background; stops with a last checkpoint when the
+    /// store drops.
+    _maintainer: Maintainer,
     /// Serialises alias/device read-modify-write sequences.
     identity_lock: Mutex<()>,
     /// Outbox entries per provider and per app, counted at open and kept up to date by
@@ -107,43 +113,54 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     })
 }
 
-/// The background thread that checkpoints every interval, and once more when stopped.
-struct Checkpointer {
+/// The background thread that applies the overlay to sled every `apply_interval`,
+/// checkpoints every `checkpoint_interval`, and checkpoints once more when stopped.
+struct Maintainer {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Checkpointer {
-    fn start(db: Arc<LayeredDb>, every: Duration) -> Result<Self, StoreError> {
+impl Maintainer {
+    fn start(db: Arc<LayeredDb>, options: &SledOptions) -> Result<Self, StoreError> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = stop.clone();
+        let (apply_every, checkpoint_every) = (options.apply_interval, options.checkpoint_interval);
         let thread = std::thread::Builder::new()
-            .name("pushgate-checkpoint".into())
-            .spawn(move || loop {
-                let (flag, wake) = &*signal;
-                let stopped = {
-                    let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
-                    let (guard, _) = wake
-                        .wait_timeout_while(guard, every, |stopped| !*stopped)
-                        .unwrap_or_else(|p| p.into_inner());
-                    *guard
-                };
-                if let Err(e) = db.checkpoint() {
-                    tracing::error!(error = %e, "store checkpoint failed");
-                }
-                if stopped {
-                    return;
+            .name("pushgate-store".into())
+            .spawn(move || {
+                let mut last_checkpoint = Instant::now();
+                loop {
+                    let (flag, wake) = &*signal;
+                    let stopped = {
+                        let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
+                        let (guard, _) = wake
+                            .wait_timeout_while(guard, apply_every, |stopped| !*stopped)
+                            .unwrap_or_else(|p| p.into_inner());
+                        *guard
+                    };
+                    let result = if stopped || last_checkpoint.elapsed() >= checkpoint_every {
+                        last_checkpoint = Instant::now();
+                        db.checkpoint()
+                    } else {
+                        db.apply_blocking()
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "store maintenance failed");
+                    }
+                    if stopped {
+                        return;
+                    }
                 }
             })
-            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Checkpointer {
+            .map_err(|e| StoreError::Backend(format!("cannot start the store thread: {e}")))?;
+        Ok(Maintainer {
             stop,
             thread: Some(thread),
         })
     }
 }
 
-impl Drop for Checkpointer {
+impl Drop for Maintainer {
     fn drop(&mut self) {
         let (flag, wake) = &*self.stop;
         *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -184,12 +201,12 @@ impl SledStore {
             }),
             options.commit_window,
         );
-        let checkpointer = Checkpointer::start(db.clone(), options.checkpoint_interval)?;
+        let maintainer = Maintainer::start(db.clone(), options)?;
         let depth = count_outbox(&db)?;
         Ok(SledStore {
             db,
             commits,
-            _checkpointer: checkpointer,
+            _maintainer: maintainer,
             identity_lock: Mutex::new(()),
             outbox_depth: Mutex::new(depth),
         })
@@ -197,8 +214,7 @@ impl SledStore {
 
     /// Records one atomic change (visible at once, durable after the next commit).
     fn write(&self, writes: Writes) -> Result<(), StoreError> {
-        self.db.write(writes.0);
-        Ok(())
+        self.db.write(writes.0)
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -612,10 +628,15 @@ impl DeliveryStore for SledStore {
                 break;
             }
             let (k, v) = item?;
-            let event: EventRecord = decode(&k, &v)?;
-            if !skip(event.id) {
-                out.push(event);
+            // The key ends with the event id: skip in-flight events without decoding them.
+            let id = k
+                .get(9..25)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(MessageId::from_bytes);
+            if id.is_some_and(skip) {
+                continue;
             }
+            out.push(decode(&k, &v)?);
         }
         Ok(out)
     }
@@ -753,6 +774,7 @@ mod tests {
             .await
             .expect("bind");
         store.commit().await.expect("commit");
+        store.db.apply_blocking().expect("apply");
         let sled_seq = store.db.sled_sequence().expect("seq");
         drop(store); // final checkpoint: sled holds everything, the journal is empty
 
