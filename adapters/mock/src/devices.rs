@@ -38,6 +38,18 @@ pub(crate) enum Inboxes {
     },
 }
 
+/// Flushes the inbox database on Tokio's blocking pool. (sled's `flush_async` runs the flush
+/// on sled's own IO pool, where many concurrent flushes wait for the writes queued behind
+/// them: under load, sends stalled for seconds.)
+async fn flush(db: &sled::Db) -> Result<(), String> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || db.flush())
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 fn state_error(path: &Path, e: impl std::fmt::Display) -> MockError {
     MockError::State {
         path: path.display().to_string(),
@@ -99,7 +111,7 @@ impl Inboxes {
                     if let Some(line) = receipt {
                         self.keep_receipt(&reference, line);
                     }
-                    db.flush_async().await.map_err(|e| e.to_string())?;
+                    flush(db).await?;
                     return Ok(false);
                 }
                 let seq = db.generate_id().map_err(|e| e.to_string())?;
@@ -109,7 +121,7 @@ impl Inboxes {
                 if let Some(line) = receipt {
                     self.keep_receipt(&reference, line);
                 }
-                db.flush_async().await.map_err(|e| e.to_string())?;
+                flush(db).await?;
                 Ok(true)
             }
         }

@@ -3,7 +3,7 @@
 //! A write is one atomic batch: it is encoded into the journal buffer and its keys go into
 //! the overlay, both under one lock, and nothing touches the disk. A commit
 //! ([`LayeredDb::commit_blocking`]) appends the buffer to the journal and syncs it. Every
-//! few milliseconds [`LayeredDb::apply_blocking`] applies the overlay to sled and empties it;
+//! 100 ms (by default) [`LayeredDb::apply_blocking`] applies the overlay to sled and empties it;
 //! changes that cancel out in between (an outbox entry or webhook event created and done)
 //! never reach sled. Readers look in the overlay first, so every batch becomes visible at
 //! once, and sled only ever holds changes that are already durable in the journal.

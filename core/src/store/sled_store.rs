@@ -48,14 +48,14 @@ pub struct SledOptions {
 }
 
 impl SledOptions {
-    /// Defaults for `path`: 256 MiB cache, no commit window, apply every 20 ms, a checkpoint
+    /// Defaults for `path`: 256 MiB cache, no commit window, apply every 100 ms, a checkpoint
     /// every second.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SledOptions {
             path: path.into(),
             cache_capacity: 256 * 1024 * 1024,
             commit_window: Duration::ZERO,
-            apply_interval: Duration::from_millis(20),
+            apply_interval: Duration::from_millis(100),
             checkpoint_interval: Duration::from_secs(1),
         }
     }
