@@ -1,17 +1,9 @@
-//! The commit journal in front of sled: a small redo log that makes group commit cheap.
+//! The commit journal: segment files of checksummed batches, the redo log in front of sled.
 //!
-//! sled 0.34 makes every `apply_batch` wait for any flush in progress (a global
-//! reader/writer lock), so flushing sled on each group commit serialises all writers behind
-//! the disk. Instead every batch is applied to sled *and* appended, in the same order, to an
-//! in-memory journal buffer; a group commit writes that buffer to the current segment file
-//! and `fdatasync`s it (one sequential write). A checkpoint now and then flushes sled itself
-//! and deletes the segments it covers.
-//!
-//! Each batch carries a sequence number that is also written into sled (under
-//! [`SEQUENCE_KEY`]) by the same atomic batch. After a crash sled holds a consistent prefix of
-//! the batches (it may hold more than the journal made durable: it writes full buffers on its
-//! own) and replay applies only the journal entries past sled's own sequence number, so
-//! nothing acknowledged is lost and nothing is rolled back.
+//! [`super::layered::LayeredDb`] encodes each atomic batch into an [`EntryBuffer`] with a
+//! sequence number; a group commit appends the buffer to the current segment and
+//! `fdatasync`s it (one sequential write); a checkpoint rotates to a new segment and, once
+//! sled is flushed, deletes the old ones. On open every intact entry is returned for replay.
 //!
 //! Entry format (little endian): `len: u32, crc32(body): u32, body` where body is
 //! `seq: u64, ops: u32` then per op `kind: u8 (1 put, 2 delete), key_len: u32, key,
