@@ -17,7 +17,7 @@
 //! [`SEQUENCE_KEY`] (written after that batch's keys), and opening replays the journal
 //! entries past it. A checkpoint flushes sled and deletes the journal segments it covers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -174,28 +174,41 @@ impl LayeredDb {
     }
 
     /// Keys from `start` (inclusive) to `end` (exclusive; `None`: no bound), in order.
-    pub fn range(&self, start: Vec<u8>, end: Option<Vec<u8>>) -> Merged {
-        let upper = match &end {
-            Some(end) => Bound::Excluded(end.as_slice()),
-            None => Bound::Unbounded,
-        };
-        let overlay: Vec<Overlaid> = lock(&self.unapplied)
-            .overlay
-            .range::<[u8], _>((Bound::Included(start.as_slice()), upper))
-            .map(|(k, change)| (k.clone(), change.value.clone()))
-            .collect();
-        let below = match end {
-            Some(end) => self.db.range(start..end),
-            None => self.db.range(start..),
+    pub fn range(&self, start: Vec<u8>, end: Option<Vec<u8>>) -> Merged<'_> {
+        let below = match &end {
+            Some(end) => self.db.range(start.as_slice()..end.as_slice()),
+            None => self.db.range(start.as_slice()..),
         };
         Merged {
-            overlay: overlay.into_iter().peekable(),
+            layered: self,
+            overlay: VecDeque::new(),
+            next_overlay: Some(Bound::Included(IVec::from(start))),
+            end: end.map(IVec::from),
             below: below.peekable(),
         }
     }
 
+    /// Up to [`OVERLAY_CHUNK`] overlaid keys from `from` to `end`.
+    fn overlay_chunk(&self, from: Bound<IVec>, end: Option<&IVec>) -> Vec<Overlaid> {
+        let upper = match end {
+            Some(end) => Bound::Excluded(end.as_ref()),
+            None => Bound::Unbounded,
+        };
+        let lower = match &from {
+            Bound::Included(k) => Bound::Included(k.as_ref()),
+            Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        lock(&self.unapplied)
+            .overlay
+            .range::<[u8], _>((lower, upper))
+            .take(OVERLAY_CHUNK)
+            .map(|(k, change)| (k.clone(), change.value.clone()))
+            .collect()
+    }
+
     /// Every key starting with `prefix`, in order.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Merged {
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Merged<'_> {
         self.range(prefix.to_vec(), prefix_end(prefix))
     }
 
@@ -319,14 +332,38 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The overlay's snapshot of a range merged over sled's iterator; the overlay wins on equal
-/// keys and its deletions hide sled's entries.
-pub struct Merged {
-    overlay: std::iter::Peekable<std::vec::IntoIter<Overlaid>>,
+/// How many overlaid keys a range scan copies at a time (a scan that stops early, such as
+/// "the first key", copies no more).
+const OVERLAY_CHUNK: usize = 32;
+
+/// The overlay merged over sled's iterator; the overlay wins on equal keys and its deletions
+/// hide sled's entries. The overlay is read in chunks, each a consistent snapshot.
+pub struct Merged<'a> {
+    layered: &'a LayeredDb,
+    /// The current chunk of overlaid keys.
+    overlay: VecDeque<Overlaid>,
+    /// Where the next chunk starts (`None`: the overlay's part of the range is done).
+    next_overlay: Option<Bound<IVec>>,
+    end: Option<IVec>,
     below: std::iter::Peekable<sled::Iter>,
 }
 
-impl Iterator for Merged {
+impl Merged<'_> {
+    fn peek_overlay(&mut self) -> Option<&Overlaid> {
+        if self.overlay.is_empty() {
+            if let Some(from) = self.next_overlay.take() {
+                let chunk = self.layered.overlay_chunk(from, self.end.as_ref());
+                if chunk.len() == OVERLAY_CHUNK {
+                    self.next_overlay = chunk.last().map(|(k, _)| Bound::Excluded(k.clone()));
+                }
+                self.overlay = chunk.into();
+            }
+        }
+        self.overlay.front()
+    }
+}
+
+impl Iterator for Merged<'_> {
     type Item = Result<(IVec, IVec), StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -338,7 +375,7 @@ impl Iterator for Merged {
                 }
                 None => None,
             };
-            let take_overlay = match (self.overlay.peek(), &below_key) {
+            let take_overlay = match (self.peek_overlay(), &below_key) {
                 (None, None) => return None,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
@@ -347,7 +384,7 @@ impl Iterator for Merged {
             if !take_overlay {
                 return self.below.next().map(|r| r.map_err(backend));
             }
-            let (key, value) = self.overlay.next()?;
+            let (key, value) = self.overlay.pop_front()?;
             if below_key.as_ref() == Some(&key) {
                 self.below.next(); // shadowed by the overlay
             }
@@ -478,6 +515,37 @@ mod tests {
         assert_eq!(segments, 1, "only the new, empty segment is left");
         drop(db);
         assert_eq!(keys(&open(dir.path()), ""), ["a=2", "b=1", "c=1"]);
+    }
+
+    #[test]
+    fn long_scans_cross_overlay_chunks_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path());
+        let mut model = std::collections::BTreeMap::new();
+        let key = |i: usize| format!("k{i:03}");
+        for i in (0..200).step_by(2) {
+            db.write(vec![put(&key(i), "sled")]).expect("write");
+            model.insert(key(i), "sled".to_string());
+        }
+        db.apply_blocking().expect("apply");
+        for i in 0..200 {
+            match i % 6 {
+                1 | 3 => {
+                    db.write(vec![put(&key(i), "overlay")]).expect("write");
+                    model.insert(key(i), "overlay".to_string());
+                }
+                0 => {
+                    db.write(vec![del(&key(i))]).expect("write");
+                    model.remove(&key(i));
+                }
+                _ => {}
+            }
+        }
+        let expected: Vec<String> = model.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert!(lock(&db.unapplied).overlay.len() > 2 * OVERLAY_CHUNK);
+        assert_eq!(keys(&db, "k"), expected);
+        let first = db.scan_prefix(b"k").next().expect("one").expect("item").0;
+        assert_eq!(first.as_ref(), b"k001", "k000 is deleted in the overlay");
     }
 
     #[test]
