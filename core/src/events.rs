@@ -138,7 +138,9 @@ pub async fn run_events(
             }
         };
         if due.is_empty() {
-            let next = if free == 0 {
+            // While events are in flight, each one that ends wakes this loop anyway: look up
+            // the next retry time only when none are.
+            let next = if free < settings.concurrency.max(1) {
                 None
             } else {
                 store.next_event_due().await.ok().flatten()

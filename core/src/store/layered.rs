@@ -36,8 +36,9 @@ struct Change {
     seq: u64,
     /// The new value (`None`: deleted).
     value: Option<IVec>,
-    /// Whether sled may hold the key: if not, deleting it only drops this change.
-    in_sled: bool,
+    /// Whether sled may hold the key (`None`: not asked yet; sled has not changed for this
+    /// key since the change came in). If not, deleting the key only drops this change.
+    in_sled: Option<bool>,
 }
 
 /// Overlaid changes on their way to sled, all synced up to sequence number `upto`.
@@ -142,25 +143,29 @@ impl LayeredDb {
         for (key, value) in writes {
             let key = IVec::from(key);
             let value = value.map(IVec::from);
-            let in_sled = match unapplied.overlay.get(&key) {
-                Some(change) => change.in_sled,
-                // Asked under the lock: an applied change leaves the overlay only after it
-                // is in sled, so sled's answer is current.
-                None => self.db.contains_key(&key).map_err(backend)?,
-            };
-            if value.is_none() && !in_sled {
-                // Written and deleted before it ever reached sled: nothing to apply.
-                unapplied.overlay.remove(&key);
-            } else {
-                unapplied.overlay.insert(
-                    key,
-                    Change {
-                        seq,
-                        value,
-                        in_sled,
-                    },
-                );
+            let mut in_sled = unapplied.overlay.get(&key).and_then(|c| c.in_sled);
+            if value.is_none() {
+                // Only a deletion needs the answer. Asked under the lock: an applied change
+                // leaves the overlay only after it is in sled, so sled's answer is current.
+                let present = match in_sled {
+                    Some(known) => known,
+                    None => self.db.contains_key(&key).map_err(backend)?,
+                };
+                if !present {
+                    // Written and deleted before it ever reached sled: nothing to apply.
+                    unapplied.overlay.remove(&key);
+                    continue;
+                }
+                in_sled = Some(true);
             }
+            unapplied.overlay.insert(
+                key,
+                Change {
+                    seq,
+                    value,
+                    in_sled,
+                },
+            );
         }
         Ok(())
     }
@@ -260,7 +265,7 @@ impl LayeredDb {
                 .iter_mut()
                 .map(|(k, change)| {
                     // From here on sled may hold it, whatever happens to it next.
-                    change.in_sled = true;
+                    change.in_sled = Some(true);
                     (k.clone(), change.clone())
                 })
                 .collect();
