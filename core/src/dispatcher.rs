@@ -73,6 +73,10 @@ pub async fn run_provider(
     let mut pacer = limits.qps.map(Pacer::new);
     let mut tasks = JoinSet::new();
     let store = engine.store().clone();
+    // Where the next scan starts: the due time of the last delivery taken. Everything before
+    // it is in flight (skipped anyway) or due later; new deliveries are due from now on. A
+    // scan from the cursor that finds nothing is redone from the start before idling.
+    let mut cursor = 0u64;
     tracing::debug!(provider = %name, "dispatcher started");
     while !*shutdown.borrow() {
         while tasks.try_join_next().is_some() {}
@@ -88,7 +92,7 @@ pub async fn run_provider(
         } else {
             let engine = engine.clone();
             store
-                .due_deliveries(&name, now, free.min(batch), &move |id| {
+                .due_deliveries(&name, cursor, now, free.min(batch), &move |id| {
                     engine.in_flight.contains(&id)
                 })
                 .await
@@ -101,6 +105,13 @@ pub async fn run_provider(
                 continue;
             }
         };
+        if due.is_empty() && free > 0 && cursor > 0 {
+            cursor = 0;
+            continue;
+        }
+        if let Some((last, _)) = due.last() {
+            cursor = *last;
+        }
         if due.is_empty() {
             if free > 0 && breaker.state() == CircuitState::HalfOpen {
                 breaker.release_probe();
@@ -118,7 +129,7 @@ pub async fn run_provider(
             }
             continue;
         }
-        for id in due {
+        for (_, id) in due {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };

@@ -117,6 +117,8 @@ pub async fn run_events(
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let store = engine.store().clone();
+    // Where the next scan starts (see the provider dispatcher: same reasoning).
+    let mut cursor = 0u64;
     while !*shutdown.borrow() {
         while tasks.try_join_next().is_some() {}
         let free = permits.available_permits();
@@ -126,7 +128,9 @@ pub async fn run_events(
         } else {
             let engine = engine.clone();
             store
-                .due_events(now, free, &move |id| engine.events_in_flight.contains(&id))
+                .due_events(cursor, now, free, &move |id| {
+                    engine.events_in_flight.contains(&id)
+                })
                 .await
         };
         let due = match due {
@@ -137,6 +141,13 @@ pub async fn run_events(
                 continue;
             }
         };
+        if due.is_empty() && free > 0 && cursor > 0 {
+            cursor = 0;
+            continue;
+        }
+        if let Some(last) = due.last() {
+            cursor = last.next_attempt_at;
+        }
         if due.is_empty() {
             // While events are in flight, each one that ends wakes this loop anyway: look up
             // the next retry time only when none are.

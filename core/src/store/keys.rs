@@ -144,6 +144,13 @@ pub fn event(due: u64, id: MessageId) -> Vec<u8> {
     k
 }
 
+/// The first key of a time-ordered index at or after time `from`.
+pub fn time_start(prefix: &[u8], from: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&from.to_be_bytes());
+    k
+}
+
 /// A key that sorts after every key `prefix ++ due(8) ++ …` with due <= `until`.
 pub fn time_bound(prefix: &[u8], until: u64) -> Vec<u8> {
     let mut k = prefix.to_vec();

@@ -207,15 +207,16 @@ pub trait DeliveryStore: Send + Sync {
         reference: &str,
     ) -> Result<Option<Receipt>, StoreError>;
 
-    /// Up to `limit` deliveries of `provider` due at or before `now`, oldest first,
-    /// leaving out those `skip` names (in flight already).
+    /// Up to `limit` deliveries of `provider` due from `from` to `now` (inclusive), oldest
+    /// first, with their due times, leaving out those `skip` names (in flight already).
     async fn due_deliveries(
         &self,
         provider: &str,
+        from: u64,
         now: u64,
         limit: usize,
         skip: &(dyn Fn(DeliveryId) -> bool + Send + Sync),
-    ) -> Result<Vec<DeliveryId>, StoreError>;
+    ) -> Result<Vec<(u64, DeliveryId)>, StoreError>;
 
     /// The earliest due time in `provider`'s outbox.
     async fn next_due(&self, provider: &str) -> Result<Option<u64>, StoreError>;
@@ -236,9 +237,11 @@ pub trait DeliveryStore: Send + Sync {
     /// The earliest TTL index entry.
     async fn next_expiry(&self) -> Result<Option<u64>, StoreError>;
 
-    /// Up to `limit` webhook events due at or before `now`, leaving out those `skip` names.
+    /// Up to `limit` webhook events due from `from` to `now` (inclusive), oldest first,
+    /// leaving out those `skip` names.
     async fn due_events(
         &self,
+        from: u64,
         now: u64,
         limit: usize,
         skip: &(dyn Fn(MessageId) -> bool + Send + Sync),

@@ -546,21 +546,22 @@ impl DeliveryStore for SledStore {
     async fn due_deliveries(
         &self,
         provider: &str,
+        from: u64,
         now: u64,
         limit: usize,
         skip: &(dyn Fn(DeliveryId) -> bool + Send + Sync),
-    ) -> Result<Vec<DeliveryId>, StoreError> {
+    ) -> Result<Vec<(u64, DeliveryId)>, StoreError> {
         let prefix = keys::outbox_prefix(provider);
         let end = keys::time_bound(&prefix, now);
         let mut out = Vec::new();
-        for item in self.db.range(prefix.clone(), Some(end)) {
+        for item in self.db.range(keys::time_start(&prefix, from), Some(end)) {
             if out.len() >= limit {
                 break;
             }
             let (k, _) = item?;
-            if let Some((_, id)) = keys::parse_outbox(&k, prefix.len()) {
+            if let Some((due, id)) = keys::parse_outbox(&k, prefix.len()) {
                 if !skip(id) {
-                    out.push(id);
+                    out.push((due, id));
                 }
             }
         }
@@ -617,13 +618,17 @@ impl DeliveryStore for SledStore {
 
     async fn due_events(
         &self,
+        from: u64,
         now: u64,
         limit: usize,
         skip: &(dyn Fn(MessageId) -> bool + Send + Sync),
     ) -> Result<Vec<EventRecord>, StoreError> {
         let end = keys::time_bound(&[keys::EVENT], now);
         let mut out = Vec::new();
-        for item in self.db.range(vec![keys::EVENT], Some(end)) {
+        for item in self
+            .db
+            .range(keys::time_start(&[keys::EVENT], from), Some(end))
+        {
             if out.len() >= limit {
                 break;
             }
@@ -926,19 +931,24 @@ mod tests {
         assert_eq!(store.backlog("demo"), 1, "counted again at open");
         assert_eq!(store.next_due("mock").await.expect("next"), Some(10));
         assert!(store
-            .due_deliveries("mock", 9, 10, &|_| false)
+            .due_deliveries("mock", 0, 9, 10, &|_| false)
             .await
             .expect("due")
             .is_empty());
         assert_eq!(
             store
-                .due_deliveries("mock", 10, 10, &|_| false)
+                .due_deliveries("mock", 0, 10, 10, &|_| false)
                 .await
                 .expect("due"),
-            vec![id]
+            vec![(10, id)]
         );
         assert!(store
-            .due_deliveries("mock", 10, 10, &|d| d == id)
+            .due_deliveries("mock", 11, 20, 10, &|_| false)
+            .await
+            .expect("due")
+            .is_empty());
+        assert!(store
+            .due_deliveries("mock", 0, 10, 10, &|d| d == id)
             .await
             .expect("due")
             .is_empty());
