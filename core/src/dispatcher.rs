@@ -21,6 +21,8 @@ const SCAN_BATCH: usize = 256;
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Pause after a storage error, so a broken disk does not spin a core.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
+/// How often a dispatcher scans its outbox from the start even while its cursor finds work.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// Paces sends to at most `qps` per second.
 struct Pacer {
@@ -77,6 +79,7 @@ pub async fn run_provider(
     // it is in flight (skipped anyway) or due later; new deliveries are due from now on. A
     // scan from the cursor that finds nothing is redone from the start before idling.
     let mut cursor = 0u64;
+    let mut last_full_scan = std::time::Instant::now();
     tracing::debug!(provider = %name, "dispatcher started");
     while !*shutdown.borrow() {
         while tasks.try_join_next().is_some() {}
@@ -105,9 +108,17 @@ pub async fn run_provider(
                 continue;
             }
         };
-        if due.is_empty() && free > 0 && cursor > 0 {
-            cursor = 0;
-            continue;
+        if due.is_empty() && cursor > 0 {
+            // Nothing after the cursor. Before idling, and at least every second meanwhile,
+            // look again from the start (for anything the cursor passed by).
+            let idle = free >= limits.concurrency.max(1);
+            if idle || last_full_scan.elapsed() >= FULL_SCAN_EVERY {
+                cursor = 0;
+                continue;
+            }
+        }
+        if cursor == 0 {
+            last_full_scan = std::time::Instant::now();
         }
         if let Some((last, _)) = due.last() {
             cursor = *last;

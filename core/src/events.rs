@@ -107,6 +107,9 @@ impl Engine {
     }
 }
 
+/// How often the event worker scans from the start even while its cursor finds work.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs the event worker until `shutdown` turns true, then waits for sends in flight.
 pub async fn run_events(
     engine: Arc<Engine>,
@@ -119,6 +122,7 @@ pub async fn run_events(
     let store = engine.store().clone();
     // Where the next scan starts (see the provider dispatcher: same reasoning).
     let mut cursor = 0u64;
+    let mut last_full_scan = std::time::Instant::now();
     while !*shutdown.borrow() {
         while tasks.try_join_next().is_some() {}
         let free = permits.available_permits();
@@ -141,9 +145,17 @@ pub async fn run_events(
                 continue;
             }
         };
-        if due.is_empty() && free > 0 && cursor > 0 {
-            cursor = 0;
-            continue;
+        if due.is_empty() && cursor > 0 {
+            // Nothing after the cursor. Before idling, and at least every second meanwhile,
+            // look again from the start (for anything the cursor passed by).
+            let idle = free >= settings.concurrency.max(1);
+            if idle || last_full_scan.elapsed() >= FULL_SCAN_EVERY {
+                cursor = 0;
+                continue;
+            }
+        }
+        if cursor == 0 {
+            last_full_scan = std::time::Instant::now();
         }
         if let Some(last) = due.last() {
             cursor = last.next_attempt_at;
