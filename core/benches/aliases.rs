@@ -25,8 +25,16 @@ fn pct(sorted: &[u128], p: f64) -> f64 {
     sorted[((p / 100.0) * (sorted.len() - 1) as f64) as usize] as f64 / 1000.0
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // As the gateway's own main does.
+    pushgate_core::allocator::limit_malloc_arenas();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => eprintln!("cannot start the runtime: {e}"),
+    }
+}
+
+async fn run() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

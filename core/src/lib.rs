@@ -4,6 +4,7 @@
 //! Core never names an adapter: adapters implement [`provider::Provider`] and the gateway
 //! (the `pushgate` crate) wires them in.
 
+pub mod allocator;
 pub mod backoff;
 pub mod breaker;
 pub mod clock;

@@ -219,11 +219,21 @@ impl LayeredDb {
 
     /// Makes every batch written so far durable: appends them to the journal and syncs it.
     /// Blocking.
+    ///
+    /// When the overlay has grown past [`OVERLAY_SOFT_LIMIT`] keys (writers outpacing the
+    /// store thread), the committer applies it too before returning: that holds writers back
+    /// and keeps memory bounded.
     pub fn commit_blocking(&self) -> Result<(), StoreError> {
-        let mut journal = lock(&self.journal);
-        self.check_failed()?;
-        let (bytes, _) = lock(&self.unapplied).buffer.take();
-        self.append(&mut journal, &bytes)
+        {
+            let mut journal = lock(&self.journal);
+            self.check_failed()?;
+            let (bytes, _) = lock(&self.unapplied).buffer.take();
+            self.append(&mut journal, &bytes)?;
+        }
+        if lock(&self.unapplied).overlay.len() > OVERLAY_SOFT_LIMIT {
+            self.apply_blocking()?;
+        }
+        Ok(())
     }
 
     /// Commits, then applies every overlaid change to sled and drops it from the overlay.
@@ -336,6 +346,9 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     }
     None
 }
+
+/// Overlaid keys beyond which a commit also applies the overlay (see `commit_blocking`).
+const OVERLAY_SOFT_LIMIT: usize = 50_000;
 
 /// How many overlaid keys a range scan copies at a time (a scan that stops early, such as
 /// "the first key", copies no more).
