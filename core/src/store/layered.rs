@@ -248,6 +248,11 @@ impl LayeredDb {
         self.apply_snapshot(snapshot)
     }
 
+    /// Why commits fail since the journal could not be written, if they do.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.failed).clone()
+    }
+
     fn check_failed(&self) -> Result<(), StoreError> {
         match lock(&self.failed).as_ref() {
             Some(reason) => Err(StoreError::Backend(format!(

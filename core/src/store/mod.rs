@@ -227,6 +227,11 @@ pub trait DeliveryStore: Send + Sync {
     /// How many deliveries of `app` wait in the outboxes (its backlog).
     fn backlog(&self, app: &str) -> u64;
 
+    /// Why the store cannot take writes any more (say its journal failed), if so.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// Up to `limit` messages whose TTL index entry is due at or before `now`.
     async fn due_expiries(
         &self,

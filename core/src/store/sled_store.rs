@@ -584,6 +584,10 @@ impl DeliveryStore for SledStore {
             .unwrap_or(0)
     }
 
+    fn failure(&self) -> Option<String> {
+        self.db.failure()
+    }
+
     fn backlog(&self, app: &str) -> u64 {
         self.depths().by_app.get(app).copied().unwrap_or(0)
     }

@@ -14,6 +14,13 @@ pub fn healthz() -> HttpResponse {
 
 /// 200 once the store is open and the workers run; 503 while starting or shutting down.
 pub fn readyz(state: &Arc<ApiState>) -> HttpResponse {
+    if let Some(reason) = state.engine.store().failure() {
+        // Restarting replays the journal; until then nothing new can be made durable.
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "store_failed", "reason": reason}),
+        );
+    }
     if state.ready.load(Ordering::SeqCst) {
         json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
     } else {
