@@ -13,6 +13,7 @@ use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::metrics as m;
 use crate::provider::Provider;
+use crate::scan_cursor::ScanCursor;
 use crate::store::Timer;
 
 /// Most deliveries claimed in one outbox scan.
@@ -21,8 +22,6 @@ const SCAN_BATCH: usize = 256;
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Pause after a storage error, so a broken disk does not spin a core.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
-/// How often a dispatcher scans its outbox from the start even while its cursor finds work.
-const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// Paces sends to at most `qps` per second.
 struct Pacer {
@@ -75,11 +74,7 @@ pub async fn run_provider(
     let mut pacer = limits.qps.map(Pacer::new);
     let mut tasks = JoinSet::new();
     let store = engine.store().clone();
-    // Where the next scan starts: the due time of the last delivery taken. Everything before
-    // it is in flight (skipped anyway) or due later; new deliveries are due from now on. A
-    // scan from the cursor that finds nothing is redone from the start before idling.
-    let mut cursor = 0u64;
-    let mut last_full_scan = std::time::Instant::now();
+    let mut cursor = ScanCursor::default();
     tracing::debug!(provider = %name, "dispatcher started");
     while !*shutdown.borrow() {
         while tasks.try_join_next().is_some() {}
@@ -95,7 +90,7 @@ pub async fn run_provider(
         } else {
             let engine = engine.clone();
             store
-                .due_deliveries(&name, cursor, now, free.min(batch), &move |id| {
+                .due_deliveries(&name, cursor.from(), now, free.min(batch), &move |id| {
                     engine.in_flight.contains(&id)
                 })
                 .await
@@ -108,20 +103,9 @@ pub async fn run_provider(
                 continue;
             }
         };
-        if due.is_empty() && cursor > 0 {
-            // Nothing after the cursor. Before idling, and at least every second meanwhile,
-            // look again from the start (for anything the cursor passed by).
-            let idle = free >= limits.concurrency.max(1);
-            if idle || last_full_scan.elapsed() >= FULL_SCAN_EVERY {
-                cursor = 0;
-                continue;
-            }
-        }
-        if cursor == 0 {
-            last_full_scan = std::time::Instant::now();
-        }
-        if let Some((last, _)) = due.last() {
-            cursor = *last;
+        let idle = free >= limits.concurrency.max(1);
+        if cursor.scanned(due.last().map(|(d, _)| *d), idle, std::time::Instant::now()) {
+            continue;
         }
         if due.is_empty() {
             if free > 0 && breaker.state() == CircuitState::HalfOpen {

@@ -15,6 +15,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::metrics as m;
 use crate::model::{EventKind, EventRecord};
+use crate::scan_cursor::ScanCursor;
 use crate::store::WriteOp;
 
 /// Why an event could not be delivered this time.
@@ -107,9 +108,6 @@ impl Engine {
     }
 }
 
-/// How often the event worker scans from the start even while its cursor finds work.
-const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
-
 /// Runs the event worker until `shutdown` turns true, then waits for sends in flight.
 pub async fn run_events(
     engine: Arc<Engine>,
@@ -120,9 +118,7 @@ pub async fn run_events(
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let store = engine.store().clone();
-    // Where the next scan starts (see the provider dispatcher: same reasoning).
-    let mut cursor = 0u64;
-    let mut last_full_scan = std::time::Instant::now();
+    let mut cursor = ScanCursor::default();
     while !*shutdown.borrow() {
         while tasks.try_join_next().is_some() {}
         let free = permits.available_permits();
@@ -132,7 +128,7 @@ pub async fn run_events(
         } else {
             let engine = engine.clone();
             store
-                .due_events(cursor, now, free, &move |id| {
+                .due_events(cursor.from(), now, free, &move |id| {
                     engine.events_in_flight.contains(&id)
                 })
                 .await
@@ -145,20 +141,10 @@ pub async fn run_events(
                 continue;
             }
         };
-        if due.is_empty() && cursor > 0 {
-            // Nothing after the cursor. Before idling, and at least every second meanwhile,
-            // look again from the start (for anything the cursor passed by).
-            let idle = free >= settings.concurrency.max(1);
-            if idle || last_full_scan.elapsed() >= FULL_SCAN_EVERY {
-                cursor = 0;
-                continue;
-            }
-        }
-        if cursor == 0 {
-            last_full_scan = std::time::Instant::now();
-        }
-        if let Some(last) = due.last() {
-            cursor = last.next_attempt_at;
+        let idle = free >= settings.concurrency.max(1);
+        let last_due = due.last().map(|e| e.next_attempt_at);
+        if cursor.scanned(last_due, idle, std::time::Instant::now()) {
+            continue;
         }
         if due.is_empty() {
             // While events are in flight, each one that ends wakes this loop anyway: look up

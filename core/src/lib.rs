@@ -18,6 +18,7 @@ pub mod locks;
 pub mod metrics;
 pub mod model;
 pub mod provider;
+pub mod scan_cursor;
 pub mod store;
 pub mod upstream;
 pub mod validate;

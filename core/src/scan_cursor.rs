@@ -1,0 +1,92 @@
+//! Where a due-work scan (provider outbox, webhook events) starts.
+//!
+//! Work is keyed by due time, and items stay in their index while in flight, so scanning
+//! from the start each time steps over everything in flight. The cursor remembers the due
+//! time of the last item taken: items before it are in flight or already done, and new items
+//! are due from now on. A scan from the cursor that finds nothing is redone from the start
+//! before the worker idles, and at least every [`FULL_SCAN_EVERY`] meanwhile, so an item
+//! the cursor passed by (a clock step backwards) waits at most that long.
+
+use std::time::{Duration, Instant};
+
+/// How often a worker scans from the start even while its cursor finds work.
+pub const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
+
+/// A due-time scan cursor; see the module docs.
+#[derive(Debug)]
+pub struct ScanCursor {
+    from: u64,
+    last_full_scan: Instant,
+}
+
+impl Default for ScanCursor {
+    fn default() -> Self {
+        ScanCursor {
+            from: 0,
+            last_full_scan: Instant::now(),
+        }
+    }
+}
+
+impl ScanCursor {
+    /// The due time the next scan starts at (0: the start).
+    pub fn from(&self) -> u64 {
+        self.from
+    }
+
+    /// Records a scan's result: the due time of the last item it returned, and whether the
+    /// worker has nothing in flight. True if the caller should scan again, from the start,
+    /// before waiting.
+    pub fn scanned(&mut self, last_due: Option<u64>, idle: bool, now: Instant) -> bool {
+        let from_start = self.from == 0;
+        if from_start {
+            self.last_full_scan = now;
+        }
+        match last_due {
+            Some(due) => {
+                self.from = due;
+                false
+            }
+            None if !from_start
+                && (idle || now.duration_since(self.last_full_scan) >= FULL_SCAN_EVERY) =>
+            {
+                self.from = 0;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_follows_work_and_falls_back_to_full_scans() {
+        let t0 = Instant::now();
+        let mut cursor = ScanCursor::default();
+        assert_eq!(cursor.from(), 0);
+        assert!(!cursor.scanned(Some(100), false, t0));
+        assert_eq!(
+            cursor.from(),
+            100,
+            "the next scan starts at the last item taken"
+        );
+        assert!(!cursor.scanned(Some(120), false, t0));
+        // Nothing new, work still in flight, a full scan was recent: wait, keep the cursor.
+        assert!(!cursor.scanned(None, false, t0 + Duration::from_millis(10)));
+        assert_eq!(cursor.from(), 120);
+        // Nothing new and idle: scan from the start once more before waiting.
+        assert!(cursor.scanned(None, true, t0 + Duration::from_millis(20)));
+        assert_eq!(cursor.from(), 0);
+        // That full scan found nothing either: wait.
+        assert!(!cursor.scanned(None, true, t0 + Duration::from_millis(21)));
+        // Busy for longer than FULL_SCAN_EVERY: a full scan is due even with work in flight.
+        let t1 = t0 + Duration::from_millis(30);
+        assert!(!cursor.scanned(Some(200), false, t1));
+        assert!(!cursor.scanned(None, false, t1 + Duration::from_millis(500)));
+        assert!(cursor.scanned(None, false, t1 + FULL_SCAN_EVERY));
+        assert_eq!(cursor.from(), 0);
+    }
+}
