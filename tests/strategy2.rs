@@ -230,3 +230,34 @@ async fn unbound_forged_duplicate_and_malformed_upstream() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_dedupe_records_are_dropped_after_the_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = AppServer::start().await;
+    let cfg = config(
+        dir.path(),
+        Some(&app.url),
+        "",
+        "[delivery]\nretention_seconds = 1\n",
+    );
+    let gw = GatewayProcess::start(dir.path(), &cfg);
+    let api = gw.api();
+    let line = pushgate_mock::sign_upstream(MOCK_SECRET.as_bytes(), "c9", "kept-msgid", "hi", 1);
+    let first = api.post_text("/v1/callbacks/mock/upstream", &line).await;
+    assert_eq!(first.json["accepted"], 1, "{}", first.text);
+    let again = api.post_text("/v1/callbacks/mock/upstream", &line).await;
+    assert_eq!(
+        again.json["duplicates"], 1,
+        "deduplicated within the retention"
+    );
+    // After the retention the dedupe record is removed (not kept forever), so the same
+    // msgid counts as new again.
+    let accepted_again = eventually(WAIT, "the dedupe record to go", || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = api.post_text("/v1/callbacks/mock/upstream", &line).await;
+        (r.json["accepted"] == 1).then_some(r)
+    })
+    .await;
+    assert_eq!(accepted_again.json["duplicates"], 0);
+}

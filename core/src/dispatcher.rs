@@ -165,6 +165,12 @@ pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
     let store = engine.store().clone();
     while !*shutdown.borrow() {
         let now = now_ms();
+        match store.remove_due(now, SCAN_BATCH).await {
+            // A full batch: more may be due; go round again first.
+            Ok(n) if n == SCAN_BATCH => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "scheduled removals failed"),
+        }
         let due = match store.due_expiries(now, SCAN_BATCH).await {
             Ok(due) => due,
             Err(e) => {
@@ -174,10 +180,23 @@ pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
             }
         };
         if due.is_empty() {
-            let next = store.next_expiry().await.ok().flatten();
+            let next = match (
+                store.next_expiry().await.ok().flatten(),
+                store.next_removal().await.ok().flatten(),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            // A timer written meanwhile and due before this wakes us (see `Engine::write`);
+            // one written between the scan and here waits at most IDLE_WAIT.
+            let wait = wait_until(next, now);
+            engine.expiry_sleeps_until.store(
+                now.saturating_add(wait.as_millis() as u64),
+                std::sync::atomic::Ordering::SeqCst,
+            );
             tokio::select! {
                 _ = engine.expiry_waker.notified() => {}
-                _ = tokio::time::sleep(wait_until(next, now)) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
             continue;

@@ -93,6 +93,9 @@ pub struct Engine {
     pub(crate) provider_wakers: HashMap<String, Arc<Notify>>,
     pub(crate) event_waker: Notify,
     pub(crate) expiry_waker: Notify,
+    /// Until when the expiry worker sleeps (ms; 0 while it works): a write wakes it only for
+    /// a timer due before that.
+    pub(crate) expiry_sleeps_until: std::sync::atomic::AtomicU64,
     /// What upstream messages become; without one, upstream callbacks are refused.
     pub(crate) upstream_router: Option<Arc<dyn UpstreamRouter>>,
 }
@@ -127,6 +130,7 @@ impl Engine {
             provider_wakers,
             event_waker: Notify::new(),
             expiry_waker: Notify::new(),
+            expiry_sleeps_until: std::sync::atomic::AtomicU64::new(0),
             upstream_router,
         });
         let receipts: Arc<dyn crate::provider::ReceiptSink> = engine.clone();
@@ -144,6 +148,11 @@ impl Engine {
     /// The store behind the engine.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// When something that happened at `now` (ms) has outlived the retention period.
+    pub(crate) fn retention_end(&self, now: u64) -> u64 {
+        now.saturating_add(self.settings.retention.as_millis() as u64)
     }
 
     /// The app's settings.
@@ -172,14 +181,14 @@ impl Engine {
     /// whose outbox got an entry, the TTL sweeper, the event sender.
     pub(crate) async fn write(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
         let mut wake: Vec<String> = Vec::new();
-        let (mut events, mut expiry) = (false, false);
+        let (mut events, mut expiry) = (false, u64::MAX);
         for op in &ops {
             match op {
                 WriteOp::Schedule { provider, .. } if !wake.contains(provider) => {
                     wake.push(provider.clone())
                 }
                 WriteOp::PutEvent(_) => events = true,
-                WriteOp::ScheduleExpiry { .. } => expiry = true,
+                WriteOp::ScheduleExpiry { at, .. } => expiry = expiry.min(*at),
                 _ => {}
             }
         }
@@ -190,7 +199,10 @@ impl Engine {
         if events {
             self.event_waker.notify_one();
         }
-        if expiry {
+        let sleeps_until = self
+            .expiry_sleeps_until
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if expiry < sleeps_until {
             self.expiry_waker.notify_one();
         }
         Ok(())

@@ -13,7 +13,7 @@ use crate::model::{
     Target,
 };
 use crate::provider::{CallbackRequest, ReceiptSink};
-use crate::store::WriteOp;
+use crate::store::{Removable, WriteOp};
 
 /// What became of one receipt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,10 +84,21 @@ impl Engine {
                 // Keep it, then look again: a send recorded meanwhile either sees the kept
                 // receipt or is seen here (it writes its reference before it looks).
                 self.store
-                    .apply(vec![WriteOp::PutEarlyReceipt {
-                        provider: provider.to_string(),
-                        receipt: receipt.clone(),
-                    }])
+                    .apply(vec![
+                        WriteOp::PutEarlyReceipt {
+                            provider: provider.to_string(),
+                            receipt: receipt.clone(),
+                        },
+                        // Gone after the retention if its send never shows up.
+                        WriteOp::ScheduleRemoval {
+                            at: self.retention_end(now_ms()),
+                            id: MessageId::generate(),
+                            target: Removable::EarlyReceipt {
+                                provider: provider.to_string(),
+                                reference: receipt.provider_ref.clone(),
+                            },
+                        },
+                    ])
                     .await?;
                 match self
                     .store

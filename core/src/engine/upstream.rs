@@ -14,7 +14,7 @@ use crate::error::EngineError;
 use crate::metrics as m;
 use crate::model::{DeviceRef, EventKind, EventRecord, MessageId, Upstream, UpstreamRecord};
 use crate::provider::{CallbackRequest, UpstreamSink};
-use crate::store::WriteOp;
+use crate::store::{Removable, WriteOp};
 
 /// What became of one upstream message.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,7 +88,18 @@ impl Engine {
             received_at: now,
             sent_at: upstream.sent_at,
         };
-        let mut ops = vec![WriteOp::PutUpstream(record.clone())];
+        let mut ops = vec![
+            WriteOp::PutUpstream(record.clone()),
+            // The dedupe record outlives any provider retry by far; then it goes.
+            WriteOp::ScheduleRemoval {
+                at: self.retention_end(now),
+                id: record.id,
+                target: Removable::Upstream {
+                    provider: record.provider.clone(),
+                    msgid: record.msgid.clone(),
+                },
+            },
+        ];
         let plan = match &self.upstream_router {
             Some(router) => router.route(app, &record),
             None => Default::default(),

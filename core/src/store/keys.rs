@@ -32,6 +32,8 @@ pub const EVENT: u8 = b'E';
 pub const EARLY_RECEIPT: u8 = b'P';
 pub const UPSTREAM: u8 = b'U';
 pub const ORDERED: u8 = b'Q';
+/// Scheduled removals: `Z ++ at(8) ++ id(16)` → the key to remove.
+pub const REMOVAL: u8 = b'Z';
 
 fn join(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
@@ -122,6 +124,14 @@ pub fn ordered(key: &str, id: MessageId) -> Vec<u8> {
 
 pub fn idempotency(app: &str, request_id: &str) -> Vec<u8> {
     join(IDEMPOTENCY, &[app.as_bytes(), request_id.as_bytes()])
+}
+
+/// A scheduled removal's own key (see [`REMOVAL`]).
+pub fn removal(at: u64, id: MessageId) -> Vec<u8> {
+    let mut k = vec![REMOVAL];
+    k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(&id.to_bytes());
+    k
 }
 
 pub fn expiry(at: u64, id: MessageId) -> Vec<u8> {

@@ -23,6 +23,13 @@ use crate::model::{
     Receipt, UpstreamRecord,
 };
 
+/// A record [`WriteOp::ScheduleRemoval`] can remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removable {
+    Upstream { provider: String, msgid: String },
+    EarlyReceipt { provider: String, reference: String },
+}
+
 /// The result of binding a device to an alias.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BindOutcome {
@@ -171,6 +178,13 @@ pub enum WriteOp {
     },
     /// Records an upstream message (also its dedupe key).
     PutUpstream(UpstreamRecord),
+    /// Removes a record that nothing else cleans up (an upstream dedupe record, an early
+    /// receipt whose send never came) at time `at`; `id` only keeps schedules apart.
+    ScheduleRemoval {
+        at: u64,
+        id: MessageId,
+        target: Removable,
+    },
     /// Appends an event to its ordering key's queue (see `first_ordered`).
     PutOrdered(EventRecord),
     DeleteOrdered {
@@ -241,6 +255,13 @@ pub trait DeliveryStore: Send + Sync {
 
     /// The earliest TTL index entry.
     async fn next_expiry(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Carries out up to `limit` scheduled removals due at or before `now`; returns how
+    /// many.
+    async fn remove_due(&self, now: u64, limit: usize) -> Result<usize, StoreError>;
+
+    /// When the earliest scheduled removal is due.
+    async fn next_removal(&self) -> Result<Option<u64>, StoreError>;
 
     /// Up to `limit` webhook events due from `from` to `now` (inclusive), oldest first,
     /// leaving out those `skip` names.

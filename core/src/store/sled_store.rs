@@ -20,7 +20,8 @@ use super::journal::Write1;
 use super::keys;
 use super::layered::LayeredDb;
 use super::{
-    BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, Timer, WriteOp,
+    BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, Removable, Timer,
+    WriteOp,
 };
 
 /// The value that marks a message-timer entry as a retention purge (empty: TTL expiry).
@@ -469,6 +470,18 @@ impl DeliveryStore for SledStore {
                     provider,
                     reference,
                 } => batch.remove(keys::early_receipt(&provider, &reference)),
+                WriteOp::ScheduleRemoval { at, id, target } => {
+                    let key = match target {
+                        Removable::Upstream { provider, msgid } => {
+                            keys::upstream(&provider, &msgid)
+                        }
+                        Removable::EarlyReceipt {
+                            provider,
+                            reference,
+                        } => keys::early_receipt(&provider, &reference),
+                    };
+                    batch.insert(keys::removal(at, id), key)
+                }
                 WriteOp::PutUpstream(u) => {
                     batch.insert(keys::upstream(&u.provider, &u.msgid), encode(&u))
                 }
@@ -611,6 +624,29 @@ impl DeliveryStore for SledStore {
             }
         }
         Ok(out)
+    }
+
+    async fn remove_due(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        let end = keys::time_bound(&[keys::REMOVAL], now);
+        let mut batch = Writes::default();
+        let mut n = 0;
+        for item in self.db.range(vec![keys::REMOVAL], Some(end)).take(limit) {
+            let (k, target) = item?;
+            batch.remove(&target);
+            batch.remove(&k);
+            n += 1;
+        }
+        if n > 0 {
+            self.write(batch)?;
+        }
+        Ok(n)
+    }
+
+    async fn next_removal(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .first_key_with_prefix(&[keys::REMOVAL])?
+            .and_then(|k| k.get(1..9).and_then(|b| b.try_into().ok()))
+            .map(u64::from_be_bytes))
     }
 
     async fn next_expiry(&self) -> Result<Option<u64>, StoreError> {
@@ -822,6 +858,43 @@ mod tests {
             segments, 1,
             "replayed segments are dropped, one new segment is open"
         );
+    }
+
+    #[tokio::test]
+    async fn scheduled_removals_remove_their_record_when_due() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let record = UpstreamRecord {
+            id: MessageId::generate(),
+            app: "demo".into(),
+            provider: "mock".into(),
+            cid: "c1".into(),
+            msgid: "m1".into(),
+            from: None,
+            payload: "hi".into(),
+            received_at: 1,
+            sent_at: None,
+        };
+        store
+            .apply(vec![
+                WriteOp::PutUpstream(record.clone()),
+                WriteOp::ScheduleRemoval {
+                    at: 10,
+                    id: record.id,
+                    target: Removable::Upstream {
+                        provider: "mock".into(),
+                        msgid: "m1".into(),
+                    },
+                },
+            ])
+            .await
+            .expect("apply");
+        assert_eq!(store.next_removal().await.expect("next"), Some(10));
+        assert_eq!(store.remove_due(9, 10).await.expect("early"), 0);
+        assert!(store.upstream("mock", "m1").await.expect("read").is_some());
+        assert_eq!(store.remove_due(10, 10).await.expect("due"), 1);
+        assert!(store.upstream("mock", "m1").await.expect("read").is_none());
+        assert_eq!(store.next_removal().await.expect("next"), None);
     }
 
     fn device(cid: &str) -> DeviceRef {
