@@ -17,7 +17,11 @@ pub fn build(max_idle: usize) -> HttpClient {
         Ok(b) => b,
         Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
     };
-    let connector = builder.https_or_http().enable_http1().build();
+    let mut http = HttpConnector::new();
+    // Small request/answer exchanges: don't let Nagle hold a request back.
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = builder.https_or_http().enable_http1().wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(max_idle)
         .build(connector)
