@@ -19,6 +19,7 @@ pub const CALLBACKS_REJECTED_TOTAL: &str = "pushgate_callbacks_rejected_total";
 pub const STORE_FLUSH_SECONDS: &str = "pushgate_store_flush_duration_seconds";
 pub const STORE_FLUSHES_TOTAL: &str = "pushgate_store_flushes_total";
 pub const STORE_CHECKPOINT_SECONDS: &str = "pushgate_store_checkpoint_duration_seconds";
+pub const STORE_FAILED: &str = "pushgate_store_failed";
 pub const ALIAS_BINDINGS_TOTAL: &str = "pushgate_alias_bindings_total";
 pub const UPSTREAM_MESSAGES_TOTAL: &str = "pushgate_upstream_messages_total";
 pub const UPSTREAM_REPLIES_TOTAL: &str = "pushgate_upstream_replies_total";
@@ -44,6 +45,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (STORE_FLUSH_SECONDS, "Duration of group commits (journal write and fdatasync), in seconds."),
     (STORE_FLUSHES_TOTAL, "Group commits of the journal to disk."),
     (STORE_CHECKPOINT_SECONDS, "Duration of store checkpoints (sled flush, journal segments dropped), in seconds."),
+    (STORE_FAILED, "1 once a journal write failed (commits fail until a restart), else 0."),
     (ALIAS_BINDINGS_TOTAL, "Alias binding changes by result (bound, moved, unbound)."),
     (UPSTREAM_MESSAGES_TOTAL, "Upstream messages from devices by provider and result (accepted, duplicate, unowned)."),
     (UPSTREAM_REPLIES_TOTAL, "Messages in app server replies to upstream events by result (accepted, rejected, malformed)."),

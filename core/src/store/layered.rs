@@ -124,6 +124,7 @@ impl LayeredDb {
         if replayed > 0 {
             tracing::info!(replayed, "replayed journal entries sled had not flushed");
         }
+        metrics::gauge!(m::STORE_FAILED).set(0.0);
         Ok(LayeredDb {
             db,
             unapplied: Mutex::new(Unapplied {
@@ -264,6 +265,8 @@ impl LayeredDb {
 
     fn append(&self, journal: &mut Journal, bytes: &[u8]) -> Result<(), StoreError> {
         journal.append_synced(bytes).inspect_err(|e| {
+            tracing::error!(error = %e, "journal write failed; commits fail until a restart");
+            metrics::gauge!(m::STORE_FAILED).set(1.0);
             *lock(&self.failed) = Some(e.to_string());
         })
     }
