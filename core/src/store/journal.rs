@@ -287,6 +287,14 @@ mod tests {
         (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()))
     }
 
+    /// A new journal in `dir` and a buffer numbering from 1.
+    fn fresh(dir: &Path) -> (Journal, EntryBuffer) {
+        (
+            Journal::open(dir).expect("open").journal,
+            EntryBuffer::new(1),
+        )
+    }
+
     fn write(journal: &mut Journal, buffer: &mut EntryBuffer, batches: &[&[Write1]]) {
         for batch in batches {
             buffer.push(batch);
@@ -298,8 +306,7 @@ mod tests {
     #[test]
     fn entries_survive_a_reopen_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut journal = Journal::open(dir.path()).expect("open").journal;
-        let mut buffer = EntryBuffer::new(1);
+        let (mut journal, mut buffer) = fresh(dir.path());
         write(
             &mut journal,
             &mut buffer,
@@ -318,8 +325,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_dropped_but_damage_elsewhere_is_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut journal = Journal::open(dir.path()).expect("open").journal;
-        let mut buffer = EntryBuffer::new(1);
+        let (mut journal, mut buffer) = fresh(dir.path());
         write(
             &mut journal,
             &mut buffer,
@@ -347,8 +353,7 @@ mod tests {
     #[test]
     fn rotation_and_removal_keep_only_newer_segments() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut journal = Journal::open(dir.path()).expect("open").journal;
-        let mut buffer = EntryBuffer::new(1);
+        let (mut journal, mut buffer) = fresh(dir.path());
         write(&mut journal, &mut buffer, &[&[put("a", "1")]]);
         let old = journal.rotate().expect("rotate");
         write(&mut journal, &mut buffer, &[&[put("b", "2")]]);
