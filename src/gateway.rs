@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use pushgate_core::dispatcher::{run_expiry, run_flusher, run_provider};
+use pushgate_core::dispatcher::{run_expiry, run_gauges, run_provider};
 use pushgate_core::engine::{AppSettings, EngineSettings};
 use pushgate_core::events::{run_events, EventSettings};
 use pushgate_core::store::{SledOptions, SledStore, Store};
@@ -133,7 +133,7 @@ impl Gateway {
             engine.clone(),
             shutdown_rx.clone(),
         )));
-        workers.push(tokio::spawn(run_flusher(
+        workers.push(tokio::spawn(run_gauges(
             engine.clone(),
             shutdown_rx.clone(),
         )));

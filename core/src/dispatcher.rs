@@ -214,18 +214,14 @@ pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
     }
 }
 
-/// Flushes the store once a second, so writes no request waited for (state transitions of
-/// the dispatcher, webhook bookkeeping) reach the disk within about a second even when idle;
-/// and refreshes the outbox depth gauges.
-pub async fn run_flusher(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+/// Refreshes the outbox depth gauges once a second. (Writes no request waited for reach the
+/// disk through the store's own background sync.)
+pub async fn run_gauges(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     let store = engine.store().clone();
     let mut tick = tokio::time::interval(IDLE_WAIT);
     while !*shutdown.borrow() {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = store.commit().await {
-                    tracing::error!(error = %e, "periodic flush failed");
-                }
                 for name in engine.providers.keys() {
                     metrics::gauge!(m::OUTBOX_DEPTH, "provider" => name.clone())
                         .set(store.outbox_depth(name) as f64);

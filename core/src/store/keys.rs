@@ -141,7 +141,9 @@ pub fn expiry(at: u64, id: MessageId) -> Vec<u8> {
     k
 }
 
-pub fn parse_expiry(key: &[u8]) -> Option<(u64, MessageId)> {
+/// The time and id of a `tag ++ time(8) ++ id(16)` key: TTL index, event outbox and
+/// scheduled removal keys.
+pub fn parse_timed(key: &[u8]) -> Option<(u64, MessageId)> {
     let at = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
     let id: [u8; 16] = key.get(9..25)?.try_into().ok()?;
     Some((at, MessageId::from_bytes(id)))
@@ -192,7 +194,7 @@ mod tests {
     #[test]
     fn expiry_keys_parse_back() {
         let id = MessageId::generate();
-        assert_eq!(parse_expiry(&expiry(77, id)), Some((77, id)));
-        assert_eq!(parse_expiry(b"X"), None);
+        assert_eq!(parse_timed(&expiry(77, id)), Some((77, id)));
+        assert_eq!(parse_timed(b"X"), None);
     }
 }

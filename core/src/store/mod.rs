@@ -196,7 +196,8 @@ pub enum WriteOp {
 /// Messages, deliveries, the outbox, the TTL index and the webhook event outbox.
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
-    /// Applies every op atomically (all or none).
+    /// Applies every op atomically (all or none). Applied ops are durable after the next
+    /// commit, or after the backend's own background sync (the sled backend: 100 ms).
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
 
     /// Returns once every write made before the call is on disk (group commit).

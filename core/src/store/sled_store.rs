@@ -1,8 +1,8 @@
 //! The embedded sled backend: one tree, atomic batches, a group-committed journal.
 //!
-//! Every change is one atomic sled batch, recorded in the same order in the commit journal
-//! ([`super::journal`]); a commit syncs the journal, and a background checkpoint flushes sled
-//! and drops the journal segments it covers.
+//! Record encoding and the storage traits over [`super::layered::LayeredDb`]: every change
+//! is one atomic batch in the commit journal and overlay; a commit syncs the journal; a
+//! background thread applies the overlay to sled and checkpoints.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -614,7 +614,7 @@ impl DeliveryStore for SledStore {
         let mut out = Vec::new();
         for item in self.db.range(vec![keys::EXPIRY], Some(end)).take(limit) {
             let (k, v) = item?;
-            if let Some((at, id)) = keys::parse_expiry(&k) {
+            if let Some((at, id)) = keys::parse_timed(&k) {
                 let timer = if v.as_ref() == PURGE_MARK {
                     Timer::Purge
                 } else {
@@ -645,14 +645,14 @@ impl DeliveryStore for SledStore {
     async fn next_removal(&self) -> Result<Option<u64>, StoreError> {
         Ok(self
             .first_key_with_prefix(&[keys::REMOVAL])?
-            .and_then(|k| k.get(1..9).and_then(|b| b.try_into().ok()))
-            .map(u64::from_be_bytes))
+            .and_then(|k| keys::parse_timed(&k))
+            .map(|(at, _)| at))
     }
 
     async fn next_expiry(&self) -> Result<Option<u64>, StoreError> {
         Ok(self
             .first_key_with_prefix(&[keys::EXPIRY])?
-            .and_then(|k| keys::parse_expiry(&k))
+            .and_then(|k| keys::parse_timed(&k))
             .map(|(at, _)| at))
     }
 
@@ -674,11 +674,7 @@ impl DeliveryStore for SledStore {
             }
             let (k, v) = item?;
             // The key ends with the event id: skip in-flight events without decoding them.
-            let id = k
-                .get(9..25)
-                .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                .map(MessageId::from_bytes);
-            if id.is_some_and(skip) {
+            if keys::parse_timed(&k).is_some_and(|(_, id)| skip(id)) {
                 continue;
             }
             out.push(decode(&k, &v)?);
@@ -717,13 +713,10 @@ impl DeliveryStore for SledStore {
     }
 
     async fn next_event_due(&self) -> Result<Option<u64>, StoreError> {
-        match self.first_key_with_prefix(&[keys::EVENT])? {
-            Some(k) if k.len() >= 9 => {
-                let due: [u8; 8] = k[1..9].try_into().unwrap_or_default();
-                Ok(Some(u64::from_be_bytes(due)))
-            }
-            _ => Ok(None),
-        }
+        Ok(self
+            .first_key_with_prefix(&[keys::EVENT])?
+            .and_then(|k| keys::parse_timed(&k))
+            .map(|(due, _)| due))
     }
 }
 
