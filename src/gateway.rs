@@ -117,6 +117,7 @@ impl Gateway {
         let webhooks = WebhookSender::new(
             &config.apps,
             Duration::from_millis(config.webhooks.timeout_ms),
+            config.webhooks.concurrency,
         )
         .map_err(GatewayError::Webhooks)?;
 

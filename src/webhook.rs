@@ -72,8 +72,9 @@ pub struct WebhookSender {
 }
 
 impl WebhookSender {
-    /// A sender for the apps that have a webhook.
-    pub fn new(apps: &[AppConfig], timeout: Duration) -> Result<Self, String> {
+    /// A sender for the apps that have a webhook, keeping up to `concurrency` connections
+    /// per app server alive (as many as events in flight, so a burst never reconnects).
+    pub fn new(apps: &[AppConfig], timeout: Duration, concurrency: usize) -> Result<Self, String> {
         let mut targets = HashMap::new();
         for app in apps {
             if let (Some(url), Some(secret)) = (&app.webhook_url, &app.webhook_secret) {
@@ -87,7 +88,7 @@ impl WebhookSender {
             }
         }
         Ok(WebhookSender {
-            client: http_client::build(32),
+            client: http_client::build(concurrency),
             targets,
             timeout,
         })
