@@ -163,6 +163,26 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (user + system) a process has used so far, in seconds; `pid` 0 is this process.
+fn cpu_seconds(pid: u32) -> f64 {
+    let path = if pid == 0 {
+        "/proc/self/stat".to_string()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at "state"; utime and
+    // stime are fields 14 and 15, counted in USER_HZ ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let ticks: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    ticks.iter().sum::<u64>() as f64 / 100.0
+}
+
 async fn run(o: Options) -> Result<(), String> {
     let bin = gateway_bin(&o)?;
     let accepted_at: client::Accepted = Arc::new(Mutex::new(HashMap::new()));
@@ -178,6 +198,7 @@ async fn run(o: Options) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     let (rss_before, _) = rss_kib(pid);
+    let cpu_before = (cpu_seconds(pid), cpu_seconds(0), Instant::now());
 
     let run = client::drive(&gateway.url, Some(KEY), &o, Some(accepted_at.clone())).await?;
     let load_end = Instant::now();
@@ -187,17 +208,23 @@ async fn run(o: Options) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (rss_after, rss_peak) = rss_kib(pid);
+    let cpu = report::CpuUse {
+        gateway_s: cpu_seconds(pid) - cpu_before.0,
+        loadgen_s: cpu_seconds(0) - cpu_before.1,
+        wall_s: cpu_before.2.elapsed().as_secs_f64(),
+    };
     let delivered = {
         let accepted = accepted_at.lock().map_err(|_| "poisoned")?;
         receiver.latencies(&accepted)
     };
     let last_delivery = receiver.last().unwrap_or(load_end);
-    let figures = Figures::new(
+    let mut figures = Figures::new(
         "pushgate",
         &run,
         Some((&delivered, last_delivery)),
         Some((rss_before, rss_after, rss_peak)),
     );
+    figures.cpu = Some(cpu);
     drop(gateway);
 
     let baseline = if o.baseline {

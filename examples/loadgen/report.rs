@@ -43,6 +43,13 @@ impl Percentiles {
     }
 }
 
+/// CPU used from the start of the load until the deliveries drained.
+pub struct CpuUse {
+    pub gateway_s: f64,
+    pub loadgen_s: f64,
+    pub wall_s: f64,
+}
+
 pub struct Figures {
     pub label: String,
     pub accepted: usize,
@@ -54,6 +61,7 @@ pub struct Figures {
     pub delivered: Option<(usize, f64, Percentiles)>,
     /// RSS before, after, peak (KiB)
     pub rss: Option<(u64, u64, u64)>,
+    pub cpu: Option<CpuUse>,
 }
 
 impl Figures {
@@ -81,7 +89,14 @@ impl Figures {
                 (lat.len(), lat.len() as f64 / span, Percentiles::of(lat))
             }),
             rss,
+            cpu: None,
         }
+    }
+
+    /// Gateway CPU time per accepted message, in µs.
+    fn cpu_per_message_us(&self) -> Option<f64> {
+        let cpu = self.cpu.as_ref()?;
+        Some(cpu.gateway_s * 1e6 / (self.accepted.max(1) as f64))
     }
 
     fn json(&self) -> Value {
@@ -93,6 +108,12 @@ impl Figures {
             "accept_latency": self.accept.json(),
             "delivered": self.delivered.as_ref().map(|(n, rate, p)| json!({"count": n, "per_s": rate, "accept_to_delivered": p.json()})),
             "rss_kib": self.rss.map(|(b, a, p)| json!({"before_load": b, "after_load": a, "peak": p})),
+            "cpu": self.cpu.as_ref().map(|c| json!({
+                "gateway_seconds": c.gateway_s,
+                "loadgen_seconds": c.loadgen_s,
+                "wall_seconds": c.wall_s,
+                "gateway_us_per_message": self.cpu_per_message_us(),
+            })),
         })
     }
 }
@@ -177,6 +198,14 @@ impl Report {
                 before as f64 / 1024.0,
                 after as f64 / 1024.0,
                 peak as f64 / 1024.0
+            );
+        }
+        if let (Some(c), Some(per_message)) = (&f.cpu, f.cpu_per_message_us()) {
+            let wall = c.wall_s.max(1e-9);
+            println!(
+                "CPU: gateway {per_message:.0} µs per message ({:.2} cores), load generator {:.2} cores",
+                c.gateway_s / wall,
+                c.loadgen_s / wall
             );
         }
         if f.statuses.iter().any(|(s, _)| *s != 202) {

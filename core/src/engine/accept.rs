@@ -98,10 +98,11 @@ impl Engine {
         msg: &NewMessage,
     ) -> Result<(Accepted, Vec<WriteOp>), EngineError> {
         let ttl = self.validate_message(msg)?;
-        let fingerprint = msg.fingerprint();
-        if let Some(request_id) = &msg.request_id {
+        // Only a request_id makes a message replayable: no digest without one.
+        let fingerprint = msg.request_id.as_ref().map(|_| msg.fingerprint());
+        if let (Some(request_id), Some(fingerprint)) = (&msg.request_id, &fingerprint) {
             if let Some(entry) = self.store.idempotency(&app.id, request_id).await? {
-                if entry.fingerprint != fingerprint {
+                if &entry.fingerprint != fingerprint {
                     return Err(EngineError::IdempotencyConflict(request_id.clone()));
                 }
                 let accepted = Accepted {
@@ -129,7 +130,7 @@ impl Engine {
         };
         let id = record.id;
         let mut ops = self.plan_message(record, &devices, now);
-        if let Some(request_id) = &msg.request_id {
+        if let (Some(request_id), Some(fingerprint)) = (&msg.request_id, fingerprint) {
             ops.push(WriteOp::PutIdempotency {
                 app: app.id.clone(),
                 request_id: request_id.clone(),
