@@ -111,10 +111,13 @@ pub async fn run_provider(
             if free > 0 && breaker.state() == CircuitState::HalfOpen {
                 breaker.release_probe();
             }
-            let next = if free == 0 {
-                None
-            } else {
+            // Each send that ends wakes this loop: look up the next due time (a retry's
+            // backoff) only when none is in flight.
+            let nothing_in_flight = permits.available_permits() >= limits.concurrency.max(1);
+            let next = if nothing_in_flight {
                 store.next_due(&name).await.ok().flatten()
+            } else {
+                None
             };
             let wait = circuit_wait.map_or(wait_until(next, now), |w| w.min(IDLE_WAIT));
             tokio::select! {
