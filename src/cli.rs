@@ -175,12 +175,26 @@ async fn serve(
     println!("pushgate listening on http://{}", gateway.local_addr());
     let _ = std::io::stdout().flush();
     tracing::info!(addr = %gateway.local_addr(), config = %config.source, data_dir = %config.server.data_dir.display(), "pushgate started");
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    let code = tokio::select! {
+        _ = wait_for_signal() => {
+            tracing::info!("shutting down");
+            0
+        }
+        reason = gateway.store_failure() => {
+            // Fail-stop: reads may show changes that never became durable, so the gateway
+            // stops rather than serve them; a restart replays the journal.
+            tracing::error!(%reason, "the store failed; stopping (restart to recover)");
+            eprintln!("error: the store failed ({reason}); stopping, restart to recover");
+            STORE_FAILED_EXIT
+        }
+    };
     gateway.shutdown().await;
     tracing::info!("stopped");
-    0
+    code
 }
+
+/// Exit status after the store failed (disk full, I/O error): restarting recovers.
+pub const STORE_FAILED_EXIT: i32 = 3;
 
 async fn wait_for_signal() {
     #[cfg(unix)]

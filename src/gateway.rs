@@ -23,6 +23,9 @@ use crate::http::{self, ApiKeys, ApiState};
 use crate::providers::{self, BuildError};
 use crate::webhook::WebhookSender;
 
+/// How often the gateway looks whether its store has failed.
+const STORE_CHECK: Duration = Duration::from_millis(100);
+
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -191,6 +194,19 @@ impl Gateway {
     /// The engine (for embedding and tests).
     pub fn engine(&self) -> &Arc<Engine> {
         &self.state.engine
+    }
+
+    /// Returns (why) once the store has failed: a journal write or sled failed, say the disk
+    /// is full. Commits fail from then on; the caller should stop the gateway so that a
+    /// restart replays the journal and resumes from what was durable.
+    pub async fn store_failure(&self) -> String {
+        let mut tick = tokio::time::interval(STORE_CHECK);
+        loop {
+            tick.tick().await;
+            if let Some(reason) = self.store.failure() {
+                return reason;
+            }
+        }
     }
 
     /// Stops accepting, lets open requests and in-flight sends finish (up to the grace

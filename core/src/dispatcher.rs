@@ -54,6 +54,19 @@ fn wait_until(next: Option<u64>, now: u64) -> Duration {
     }
 }
 
+/// Whether the store has failed; if so, waits a moment (or for `shutdown`). A failed store
+/// may show changes that never became durable, so nothing is sent from it.
+pub(crate) async fn store_failed(engine: &Engine, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if engine.store().failure().is_none() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(ERROR_PAUSE) => {}
+        _ = shutdown.changed() => {}
+    }
+    true
+}
+
 /// Runs `provider`'s dispatcher until `shutdown` turns true, then waits for the sends in
 /// flight (their outcome is recorded; anything not started stays in the outbox).
 pub async fn run_provider(
@@ -78,6 +91,9 @@ pub async fn run_provider(
     tracing::debug!(provider = %name, "dispatcher started");
     while !*shutdown.borrow() {
         while tasks.try_join_next().is_some() {}
+        if store_failed(&engine, &mut shutdown).await {
+            continue;
+        }
         let (free, circuit_wait) =
             breaker.admit(permits.available_permits(), std::time::Instant::now());
         metrics::gauge!(m::CIRCUIT_STATE, "provider" => name.clone())
@@ -167,6 +183,9 @@ pub async fn run_provider(
 pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     let store = engine.store().clone();
     while !*shutdown.borrow() {
+        if store_failed(&engine, &mut shutdown).await {
+            continue;
+        }
         let now = now_ms();
         match store.remove_due(now, SCAN_BATCH).await {
             // A full batch: more may be due; go round again first.

@@ -121,6 +121,9 @@ pub async fn run_events(
     let mut cursor = ScanCursor::default();
     while !*shutdown.borrow() {
         while tasks.try_join_next().is_some() {}
+        if crate::dispatcher::store_failed(&engine, &mut shutdown).await {
+            continue;
+        }
         let free = permits.available_permits();
         let now = now_ms();
         let due = if free == 0 {

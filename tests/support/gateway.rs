@@ -59,10 +59,42 @@ impl GatewayProcess {
         Self::spawn(&["serve", "--config", &path], config_path)
     }
 
+    /// Like [`GatewayProcess::start`], but no file the gateway writes may grow past
+    /// `max_file_bytes` (RLIMIT_FSIZE: writes beyond fail with EFBIG, as on a full disk).
+    pub fn start_with_file_limit(dir: &Path, config: &str, max_file_bytes: u64) -> GatewayProcess {
+        let config_path = dir.join("pushgate.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let path = config_path.to_str().expect("utf-8 path").to_string();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushgate"));
+        command.args(["serve", "--config", &path]);
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only async-signal-safe calls (setrlimit, signal).
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: max_file_bytes,
+                    rlim_max: max_file_bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // A write past the limit fails with EFBIG instead of killing the process.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        Self::spawn_command(command, config_path)
+    }
+
     /// Starts `pushgate` with `args`, waiting for its "listening on" line.
     pub fn spawn(args: &[&str], config_path: PathBuf) -> GatewayProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushgate"));
+        command.args(args);
+        Self::spawn_command(command, config_path)
+    }
+
+    fn spawn_command(mut command: Command, config_path: PathBuf) -> GatewayProcess {
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -127,6 +159,20 @@ impl GatewayProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit code if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Abrupt stop (SIGKILL).

@@ -249,7 +249,8 @@ impl LayeredDb {
         self.apply_snapshot(snapshot)
     }
 
-    /// Why commits fail since the journal could not be written, if they do.
+    /// Why the store failed (a journal write, or sled while applying or checkpointing), if
+    /// it did. Changes since the last good commit may show in reads but are not durable.
     pub fn failure(&self) -> Option<String> {
         lock(&self.failed).clone()
     }
@@ -257,17 +258,26 @@ impl LayeredDb {
     fn check_failed(&self) -> Result<(), StoreError> {
         match lock(&self.failed).as_ref() {
             Some(reason) => Err(StoreError::Backend(format!(
-                "the journal failed earlier ({reason}); restart to recover"
+                "the store failed earlier ({reason}); restart to recover"
             ))),
             None => Ok(()),
+        }
+    }
+
+    /// Marks the store failed (the first reason stays): commits fail from now on, and the
+    /// gateway stops so that a restart replays the journal (see [`LayeredDb::failure`]).
+    pub fn fail(&self, reason: String) {
+        metrics::gauge!(m::STORE_FAILED).set(1.0);
+        let mut failed = lock(&self.failed);
+        if failed.is_none() {
+            *failed = Some(reason);
         }
     }
 
     fn append(&self, journal: &mut Journal, bytes: &[u8]) -> Result<(), StoreError> {
         journal.append_synced(bytes).inspect_err(|e| {
             tracing::error!(error = %e, "journal write failed; commits fail until a restart");
-            metrics::gauge!(m::STORE_FAILED).set(1.0);
-            *lock(&self.failed) = Some(e.to_string());
+            self.fail(format!("journal write failed: {e}"));
         })
     }
 

@@ -242,7 +242,9 @@ pub trait DeliveryStore: Send + Sync {
     /// How many deliveries of `app` wait in the outboxes (its backlog).
     fn backlog(&self, app: &str) -> u64;
 
-    /// Why the store cannot take writes any more (say its journal failed), if so.
+    /// Why the store cannot take writes any more (say its journal failed), if so. Once
+    /// failed, the workers send nothing more (reads may show changes that are not durable)
+    /// and the gateway stops so that a restart recovers.
     fn failure(&self) -> Option<String> {
         None
     }

@@ -139,6 +139,13 @@ impl Maintainer {
                             .unwrap_or_else(|p| p.into_inner());
                         *guard
                     };
+                    if db.failure().is_some() {
+                        // Failed: a restart replays the journal; nothing here can help.
+                        if stopped {
+                            return;
+                        }
+                        continue;
+                    }
                     let result = if stopped || last_checkpoint.elapsed() >= checkpoint_every {
                         last_checkpoint = Instant::now();
                         db.checkpoint()
@@ -146,7 +153,9 @@ impl Maintainer {
                         db.apply_blocking()
                     };
                     if let Err(e) = result {
+                        // sled refuses every operation after an I/O error: no point going on.
                         tracing::error!(error = %e, "store maintenance failed");
+                        db.fail(format!("applying to sled or checkpointing failed: {e}"));
                     }
                     if stopped {
                         return;
