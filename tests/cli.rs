@@ -47,6 +47,33 @@ fn check_config_accepts_good_files_and_names_the_key_and_line_of_bad_ones() {
     assert_eq!(code, 2);
     assert!(stderr.contains("cannot read"), "{stderr}");
 
+    // A plugin path that names no shared library: the file, the reason, the config line.
+    let text_so = dir.path().join("libnotes.so");
+    std::fs::write(&text_so, "just some notes\n").expect("write");
+    for (path, reason) in [
+        (dir.path().join("absent.so"), "no such file"),
+        (text_so.clone(), "not an ELF shared object"),
+        (dir.path().to_path_buf(), "is a directory"),
+    ] {
+        let plugin = format!(
+            "[[providers]]\nname = \"p\"\nkind = \"plugin\"\npath = \"{}\"\n",
+            path.display()
+        );
+        let text = config(dir.path(), None, "", &plugin);
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("path = "))
+            .expect("line")
+            + 1;
+        let file = dir.path().join("plugin.toml");
+        std::fs::write(&file, text).expect("write");
+        let (code, stdout, stderr) = pushgate(&["check-config", file.to_str().expect("path")]);
+        assert_eq!(code, 2, "{}: {stdout}{stderr}", path.display());
+        assert!(stderr.contains(&format!("plugin.toml:{line}:")), "{stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+        assert!(stderr.contains(reason), "says {reason:?}: {stderr}");
+    }
+
     let (code, _, stderr) = pushgate(&["serve", "--frobnicate"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("--frobnicate"), "{stderr}");

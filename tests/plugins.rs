@@ -68,6 +68,13 @@ fn c_plugin(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
     out
 }
 
+/// A file that is no library at all.
+fn text_file(dir: &Path) -> PathBuf {
+    let path = dir.join("libtext.so");
+    std::fs::write(&path, "this is not a shared library\n").expect("write");
+    path
+}
+
 fn plugin_provider(name: &str, path: &Path, extra: &str) -> String {
     format!(
         "[[providers]]\nname = \"{name}\"\nkind = \"plugin\"\npath = \"{}\"\n{extra}\n",
@@ -321,7 +328,8 @@ fn bad_libraries_are_refused_before_serving_with_file_and_reason() {
             "options = { mode = \"create_error\" }",
             "refusing to start",
         ),
-        (dir.path().join("missing.so"), "", "cannot open"),
+        (dir.path().join("missing.so"), "", "no such file"),
+        (text_file(dir.path()), "", "not an ELF shared object"),
     ];
     for (path, extra, reason) in cases {
         let providers = plugin_provider("p", &path, extra);
@@ -334,7 +342,15 @@ fn bad_libraries_are_refused_before_serving_with_file_and_reason() {
             .output()
             .expect("run pushgate");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", path.display());
+        // A file that is no shared object is a config error (2), found before any load.
+        let config_error = reason == "no such file" || reason.starts_with("not an ELF");
+        let expected = if config_error { 2 } else { 1 };
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{}: {stderr}",
+            path.display()
+        );
         assert!(
             stderr.contains(&path.display().to_string()),
             "names the file: {stderr}"

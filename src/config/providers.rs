@@ -124,6 +124,9 @@ impl ProviderConfig {
                 let s: PluginSettings = settings(raw, at)?;
                 s.validate()
                     .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
+                crate::plugin_host::shared_object::check(&s.path).map_err(|e| {
+                    at.error(Some("path"), format!("provider {:?}: path {e}", raw.name))
+                })?;
                 ProviderSpec::Plugin(s)
             }
             other => {

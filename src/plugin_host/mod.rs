@@ -9,6 +9,7 @@
 
 mod library;
 mod provider;
+pub mod shared_object;
 
 pub use library::{load, PluginLibrary};
 pub use provider::{PluginProvider, PluginSettings};

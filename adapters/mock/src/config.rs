@@ -32,7 +32,8 @@ pub struct MockSettings {
     /// "target user is invalid".
     #[serde(default = "default_unknown_prefix")]
     pub unknown_cid_prefix: String,
-    /// Secret that signs the simulated devices' receipts; random per process if unset.
+    /// Secret that signs the simulated devices' receipts. Unset: random, kept in `state_dir`
+    /// when there is one (so receipts owed across a restart still verify), per process if not.
     #[serde(default)]
     pub secret: Option<String>,
     /// Where device inboxes are kept across restarts; in memory only if unset.

@@ -27,6 +27,9 @@ pub(crate) struct MemoryInbox {
     seen: HashSet<String>,
 }
 
+/// Where a persistent inbox database keeps its generated receipt-signing key.
+const SECRET_KEY: &[u8] = b"k\0receipt-secret";
+
 /// Where inboxes live.
 pub(crate) enum Inboxes {
     Memory {
@@ -71,9 +74,36 @@ impl Inboxes {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(16 * 1024 * 1024)
+            // Every change a restart needs is flushed explicitly; no background flusher
+            // thread holds the database open after it is dropped.
+            .flush_every_ms(None)
             .open()
             .map_err(|e| state_error(dir, e))?;
         Ok(Inboxes::Persistent { db })
+    }
+
+    /// The key the devices sign their receipts with when the config sets none: random, and
+    /// kept with the persistent inboxes, so receipts the devices still owe when the gateway
+    /// restarts verify after it (as a real provider's master secret outlives restarts).
+    pub fn signing_secret(&self) -> Result<Vec<u8>, String> {
+        let fresh = || rand::random::<[u8; 32]>().to_vec();
+        let Inboxes::Persistent { db } = self else {
+            return Ok(fresh());
+        };
+        let candidate = fresh();
+        let previous = db
+            .compare_and_swap(
+                SECRET_KEY,
+                None as Option<&[u8]>,
+                Some(candidate.as_slice()),
+            )
+            .map_err(|e| e.to_string())?;
+        let secret = match previous {
+            Ok(()) => candidate,
+            Err(existing) => existing.current.map(|v| v.to_vec()).unwrap_or(candidate),
+        };
+        db.flush().map_err(|e| e.to_string())?;
+        Ok(secret)
     }
 
     /// Stores a message for `cid`, and the receipt the device owes for it (kept on disk after
@@ -215,6 +245,23 @@ mod tests {
             .collect();
         assert_eq!(got, vec!["b", "c"]);
         assert!(inboxes.inbox("c2").unwrap_or_default().is_empty());
+    }
+
+    #[test]
+    fn a_generated_secret_outlives_a_restart_of_persistent_inboxes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = Inboxes::persistent(dir.path())
+            .expect("open")
+            .signing_secret()
+            .expect("secret");
+        let again = Inboxes::persistent(dir.path())
+            .expect("reopen")
+            .signing_secret()
+            .expect("secret");
+        assert_eq!(first, again);
+        assert_eq!(first.len(), 32);
+        let memory = Inboxes::memory(1).signing_secret().expect("secret");
+        assert_ne!(memory, first, "in-memory inboxes get a fresh key");
     }
 
     #[tokio::test]

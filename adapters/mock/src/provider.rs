@@ -47,13 +47,18 @@ impl MockProvider {
     /// Builds the provider from its settings (opening `state_dir` if set).
     pub fn new(name: &str, settings: MockSettings) -> Result<Self, MockError> {
         settings.validate()?;
-        let secret = match &settings.secret {
-            Some(s) => s.as_bytes().to_vec(),
-            None => rand::thread_rng().gen::<[u8; 32]>().to_vec(),
-        };
         let inboxes = match &settings.state_dir {
             Some(dir) => Inboxes::persistent(dir)?,
             None => Inboxes::memory(settings.inbox_limit),
+        };
+        let secret = match &settings.secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => inboxes
+                .signing_secret()
+                .map_err(|reason| MockError::State {
+                    path: name.to_string(),
+                    reason,
+                })?,
         };
         let (receipts, rx) = mpsc::channel(RECEIPT_QUEUE);
         Ok(MockProvider {
@@ -158,6 +163,11 @@ impl MockProvider {
         };
         for attempt in 1..=3 {
             match sink.receipts_callback(name, request.clone()).await {
+                Ok(report) if report.rejected > 0 => {
+                    // Kept for the next start: the device has not been heard.
+                    tracing::warn!(provider = %name, rejected = report.rejected, "the gateway refused simulated receipts; the devices keep them");
+                    break;
+                }
                 Ok(_) => {
                     inboxes.receipts_taken(references);
                     break;
