@@ -143,7 +143,7 @@ pub async fn run_provider(
             }
             continue;
         }
-        for (_, id) in due {
+        for (due, id) in due {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
@@ -160,7 +160,7 @@ pub async fn run_provider(
             let waker = waker.clone();
             let breaker = breaker.clone();
             tasks.spawn(async move {
-                match engine.deliver(id).await {
+                match engine.deliver(due, id).await {
                     Ok(Some(healthy)) => breaker.record(healthy, std::time::Instant::now()),
                     Ok(None) => breaker.release_probe(),
                     Err(e) => {

@@ -13,6 +13,7 @@ pub const RECEIPTS_TOTAL: &str = "pushgate_receipts_total";
 pub const ACCEPT_TO_DELIVERED_SECONDS: &str = "pushgate_accept_to_delivered_seconds";
 pub const OUTBOX_DEPTH: &str = "pushgate_outbox_depth";
 pub const RETRIES_TOTAL: &str = "pushgate_retries_total";
+pub const RECEIPT_TIMEOUTS_TOTAL: &str = "pushgate_receipt_timeouts_total";
 pub const WEBHOOK_DELIVERIES_TOTAL: &str = "pushgate_webhook_deliveries_total";
 pub const WEBHOOKS_DROPPED_TOTAL: &str = "pushgate_webhooks_dropped_total";
 pub const CALLBACKS_REJECTED_TOTAL: &str = "pushgate_callbacks_rejected_total";
@@ -39,6 +40,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (ACCEPT_TO_DELIVERED_SECONDS, "Time from accepting a message to its delivery receipt, in seconds, by provider."),
     (OUTBOX_DEPTH, "Deliveries waiting in the durable outbox, by provider."),
     (RETRIES_TOTAL, "Deliveries scheduled for another attempt after a transient failure, by provider."),
+    (RECEIPT_TIMEOUTS_TOTAL, "Sent deliveries sent again because no receipt came within the provider's receipt_timeout_ms, by provider."),
     (WEBHOOK_DELIVERIES_TOTAL, "Webhook event delivery attempts by event type and outcome (ok, retry, dropped)."),
     (WEBHOOKS_DROPPED_TOTAL, "Webhook events given up after the last attempt, by app."),
     (CALLBACKS_REJECTED_TOTAL, "Provider callback items rejected (bad signature, foreign app, malformed), by provider and kind."),

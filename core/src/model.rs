@@ -227,7 +227,8 @@ impl DeliveryState {
         match self {
             Queued | RetryWait => matches!(next, Sending | Delivered | Failed | Expired),
             Sending => matches!(next, Sent | RetryWait | Delivered | Failed | Expired),
-            Sent => matches!(next, Delivered | Failed | Expired),
+            // Sent again when its receipt does not come within the provider's timeout.
+            Sent => matches!(next, Sending | Delivered | Failed | Expired),
             Delivered | Failed | Expired => false,
         }
     }
@@ -238,7 +239,14 @@ impl DeliveryState {
 pub struct Transition {
     pub state: DeliveryState,
     pub at: u64,
+    /// Why, where the state alone does not say (`receipt_timeout`: a `sent` delivery whose
+    /// receipt did not come in time, sent again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
+
+/// The [`Transition::reason`] of a send made again because no receipt came in time.
+pub const RECEIPT_TIMEOUT: &str = "receipt_timeout";
 
 /// Why a delivery failed or is being retried.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +293,7 @@ impl DeliveryRecord {
             history: vec![Transition {
                 state: DeliveryState::Queued,
                 at: now,
+                reason: None,
             }],
         }
     }
@@ -292,6 +301,16 @@ impl DeliveryRecord {
     /// Moves to `state` at `now`, recording the transition. Returns false (and changes nothing)
     /// if the state machine forbids it.
     pub fn transition(&mut self, state: DeliveryState, now: u64) -> bool {
+        self.transition_because(state, now, None)
+    }
+
+    /// Like [`DeliveryRecord::transition`], recording why (see [`Transition::reason`]).
+    pub fn transition_because(
+        &mut self,
+        state: DeliveryState,
+        now: u64,
+        reason: Option<&str>,
+    ) -> bool {
         if !self.state.can_become(state) {
             return false;
         }
@@ -301,7 +320,11 @@ impl DeliveryRecord {
         if self.history.len() >= MAX_HISTORY {
             self.history.remove(1);
         }
-        self.history.push(Transition { state, at: now });
+        self.history.push(Transition {
+            state,
+            at: now,
+            reason: reason.map(str::to_string),
+        });
         true
     }
 }

@@ -97,6 +97,9 @@ pub struct ProviderLimits {
     pub qps: Option<u32>,
     /// Longest a single send may take before it counts as a transient timeout.
     pub send_timeout: Duration,
+    /// How long a `sent` delivery waits for its receipt before it is sent again with the same
+    /// idempotency key (at-least-once to the device); `None` for providers without receipts.
+    pub receipt_timeout: Option<Duration>,
 }
 
 impl Default for ProviderLimits {
@@ -105,6 +108,7 @@ impl Default for ProviderLimits {
             concurrency: 64,
             qps: None,
             send_timeout: Duration::from_secs(10),
+            receipt_timeout: None,
         }
     }
 }
@@ -234,7 +238,7 @@ pub trait Provider: Send + Sync + 'static {
     async fn send(&self, delivery: &OutboundDelivery) -> Result<Sent, ProviderError>;
 
     /// Concurrency, rate and timeout limits for this provider. Default: 64 in flight,
-    /// no rate cap, 10 s timeout.
+    /// no rate cap, 10 s timeout, no receipt timeout.
     fn limits(&self) -> ProviderLimits {
         ProviderLimits::default()
     }

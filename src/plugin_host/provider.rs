@@ -39,6 +39,10 @@ pub struct PluginSettings {
     /// Largest result buffer accepted from the plugin.
     #[serde(default = "default_max_result")]
     pub max_result_bytes: usize,
+    /// How long a sent delivery waits for its receipt before it is sent again with the same
+    /// idempotency key (0, the default: never; set it for a plugin that reports receipts).
+    #[serde(default)]
+    pub receipt_timeout_ms: u64,
 }
 
 fn default_concurrency() -> usize {
@@ -374,6 +378,8 @@ impl Provider for PluginProvider {
             concurrency: self.settings.concurrency,
             qps: None,
             send_timeout: Duration::from_millis(self.settings.timeout_ms + 1000),
+            receipt_timeout: (self.settings.receipt_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.settings.receipt_timeout_ms)),
         }
     }
 

@@ -40,6 +40,10 @@ pub struct GetuiSettings {
     /// How long a remote alias lookup is cached, in milliseconds.
     #[serde(default = "default_alias_cache")]
     pub remote_alias_cache_ms: u64,
+    /// How long a sent delivery waits for its receipt before it is pushed again with the same
+    /// request_id (0: never; set 0 when receipts are not enabled for the Getui app).
+    #[serde(default = "default_receipt_timeout")]
+    pub receipt_timeout_ms: u64,
 }
 
 fn default_base_url() -> String {
@@ -57,6 +61,9 @@ fn default_batch() -> usize {
 fn default_alias_cache() -> u64 {
     30_000
 }
+fn default_receipt_timeout() -> u64 {
+    60_000
+}
 
 impl fmt::Debug for GetuiSettings {
     /// Never prints the app key or the master secret.
@@ -72,6 +79,8 @@ impl fmt::Debug for GetuiSettings {
             .field("max_batch", &self.max_batch)
             .field("delegate_aliases", &self.delegate_aliases)
             .field("remote_aliases", &self.remote_aliases)
+            .field("remote_alias_cache_ms", &self.remote_alias_cache_ms)
+            .field("receipt_timeout_ms", &self.receipt_timeout_ms)
             .finish()
     }
 }

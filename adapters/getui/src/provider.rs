@@ -111,26 +111,40 @@ pub fn push_request(delivery: &OutboundDelivery) -> Result<PushRequest, Provider
     })
 }
 
-/// The outcome for `cid` in a push answer.
-fn outcome(result: &PushResult, cid: &str) -> Result<Sent, ProviderError> {
-    for (taskid, statuses) in result {
-        if let Some(status) = statuses.get(cid) {
-            return if status == IGNORED {
-                Err(ProviderError::permanent(
-                    IGNORED,
-                    "device inactive for 90 days; Getui did not send",
-                ))
-            } else {
-                Ok(Sent {
-                    provider_ref: taskid.clone(),
-                })
-            };
-        }
+/// The outcome for `cid` in a push answer, if the answer names it.
+fn status_of(result: &PushResult, cid: &str) -> Option<Result<Sent, ProviderError>> {
+    let (taskid, status) = result
+        .iter()
+        .find_map(|(taskid, statuses)| Some((taskid, statuses.get(cid)?)))?;
+    Some(if status == IGNORED {
+        Err(ProviderError::permanent(
+            IGNORED,
+            "device inactive for 90 days; Getui did not send",
+        ))
+    } else {
+        Ok(Sent {
+            provider_ref: taskid.clone(),
+        })
+    })
+}
+
+/// The outcome for `cid` in the answer to a push of that delivery alone. Getui drops a push
+/// that repeats a request_id (a retry after a crash, a timeout or a receipt timeout) and
+/// answers it with the first push's task id and no per-cid status: that delivery was sent,
+/// under that task id, so its receipts still map back.
+fn single_outcome(result: &PushResult, cid: &str) -> Result<Sent, ProviderError> {
+    if let Some(outcome) = status_of(result, cid) {
+        return outcome;
     }
-    Err(ProviderError::transient(
-        "missing_result",
-        "getui's answer has no status for this cid",
-    ))
+    match result.iter().next() {
+        Some((taskid, statuses)) if result.len() == 1 && statuses.is_empty() => Ok(Sent {
+            provider_ref: taskid.clone(),
+        }),
+        _ => Err(ProviderError::transient(
+            "missing_result",
+            "getui's answer has no status for this cid",
+        )),
+    }
 }
 
 /// Gathers the sends waiting at the same moment into batch pushes (never two for the same
@@ -171,7 +185,7 @@ async fn push_each(client: &GetuiClient, jobs: Vec<Job>) {
         let result = client
             .push_single(&job.push)
             .await
-            .and_then(|r| outcome(&r, &job.cid));
+            .and_then(|r| single_outcome(&r, &job.cid));
         let _ = job.reply.send(result);
     }
 }
@@ -183,9 +197,19 @@ async fn push_jobs(client: Arc<GetuiClient>, jobs: Vec<Job>) {
     let pushes = jobs.iter().map(|j| j.push.clone()).collect();
     match client.push_batch(pushes).await {
         Ok(result) => {
+            // A repeated request_id has no per-cid status in a batch answer, so it cannot be
+            // told from the others: push those alone (Getui drops them again and names the
+            // task of each).
+            let mut unmatched = Vec::new();
             for job in jobs {
-                let _ = job.reply.send(outcome(&result, &job.cid));
+                match status_of(&result, &job.cid) {
+                    Some(outcome) => {
+                        let _ = job.reply.send(outcome);
+                    }
+                    None => unmatched.push(job),
+                }
             }
+            push_each(&client, unmatched).await;
         }
         Err(e) if !e.is_transient() => {
             // A parameter error fails the whole batch: send each alone so only the bad one fails.
@@ -209,7 +233,7 @@ impl Provider for GetuiProvider {
         let push = push_request(delivery)?;
         let Some(jobs) = &self.jobs else {
             let result = self.client.push_single(&push).await?;
-            return outcome(&result, &delivery.cid);
+            return single_outcome(&result, &delivery.cid);
         };
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -237,6 +261,8 @@ impl Provider for GetuiProvider {
             qps: self.settings.qps,
             // Two calls at most (a token refresh, then the push), plus slack.
             send_timeout: Duration::from_millis(self.settings.timeout_ms * 2 + 1000),
+            receipt_timeout: (self.settings.receipt_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.settings.receipt_timeout_ms)),
         }
     }
 
@@ -361,10 +387,27 @@ mod tests {
             [("c2".to_string(), "successed_ignore".to_string())].into(),
         );
         assert_eq!(
-            outcome(&result, "c1").map(|s| s.provider_ref),
+            single_outcome(&result, "c1").map(|s| s.provider_ref),
             Ok("t1".into())
         );
-        assert!(!outcome(&result, "c2").expect_err("ignored").is_transient());
-        assert!(outcome(&result, "c3").expect_err("missing").is_transient());
+        assert!(!single_outcome(&result, "c2")
+            .expect_err("ignored")
+            .is_transient());
+        assert!(single_outcome(&result, "c3")
+            .expect_err("missing")
+            .is_transient());
+    }
+
+    #[test]
+    fn a_dropped_repeat_is_sent_under_the_first_task() {
+        let mut repeat = PushResult::new();
+        repeat.insert("RASS_first".into(), Default::default());
+        assert_eq!(
+            single_outcome(&repeat, "c1").map(|s| s.provider_ref),
+            Ok("RASS_first".into())
+        );
+        assert_eq!(status_of(&repeat, "c1"), None, "unmatched in a batch");
+        repeat.insert("RASS_other".into(), Default::default());
+        assert!(single_outcome(&repeat, "c1").is_err(), "ambiguous");
     }
 }

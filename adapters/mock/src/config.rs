@@ -25,6 +25,10 @@ pub struct MockSettings {
     /// Share of receipts (0 to 1) the device never sends.
     #[serde(default)]
     pub receipt_loss_rate: f64,
+    /// How long a sent delivery waits for its receipt before the gateway sends it again
+    /// (0: never).
+    #[serde(default = "default_receipt_timeout")]
+    pub receipt_timeout_ms: u64,
     /// Every delivery fails transiently on its first N attempts (deterministic outages).
     #[serde(default)]
     pub fail_first_attempts: u32,
@@ -57,6 +61,9 @@ pub struct MockSettings {
 fn default_receipt_delay() -> u64 {
     5
 }
+fn default_receipt_timeout() -> u64 {
+    60_000
+}
 fn default_unknown_prefix() -> String {
     "unknown".into()
 }
@@ -75,6 +82,7 @@ impl Default for MockSettings {
             transient_failure_rate: 0.0,
             permanent_failure_rate: 0.0,
             receipt_loss_rate: 0.0,
+            receipt_timeout_ms: default_receipt_timeout(),
             fail_first_attempts: 0,
             unknown_cid_prefix: default_unknown_prefix(),
             secret: None,

@@ -106,9 +106,9 @@ impl Inboxes {
         Ok(secret)
     }
 
-    /// Stores a message for `cid`, and the receipt the device owes for it (kept on disk after
-    /// the message, so a crash never leaves a receipt for a message the device lacks); false
-    /// if this request id was seen before (the message is dropped, the receipt kept again).
+    /// Stores a message for `cid` and the receipt the device owes for it, atomically; false
+    /// if this request id was seen before (the message is dropped, the receipt kept again:
+    /// the device acknowledges a repeat, so a send whose receipt was lost still completes).
     pub async fn receive(
         &self,
         cid: &str,
@@ -133,37 +133,34 @@ impl Inboxes {
             }
             Inboxes::Persistent { db } => {
                 let seen_key = [b"s\0".as_slice(), entry.request_id.as_bytes()].concat();
-                let first = db
-                    .compare_and_swap(seen_key, None as Option<&[u8]>, Some(cid.as_bytes()))
-                    .map_err(|e| e.to_string())?
-                    .is_ok();
-                if !first {
-                    if let Some(line) = receipt {
-                        self.keep_receipt(&reference, line);
-                    }
-                    flush(db).await?;
-                    return Ok(false);
-                }
-                let seq = db.generate_id().map_err(|e| e.to_string())?;
-                let key = [b"i\0".as_slice(), cid.as_bytes(), b"\0", &seq.to_be_bytes()].concat();
+                // Oldest first; unique because a request id is stored once.
+                let key = [
+                    b"i\0".as_slice(),
+                    cid.as_bytes(),
+                    b"\0",
+                    &entry.received_at.to_be_bytes(),
+                    entry.request_id.as_bytes(),
+                ]
+                .concat();
                 let value = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
-                db.insert(key, value).map_err(|e| e.to_string())?;
-                if let Some(line) = receipt {
-                    self.keep_receipt(&reference, line);
-                }
+                let receipt_key = [b"r\0".as_slice(), reference.as_bytes()].concat();
+                // One transaction: a crash never leaves the request id marked seen without
+                // the message (a resend would then be dropped and the device never get it).
+                let first = db
+                    .transaction(|tx| {
+                        let first = tx.get(&seen_key)?.is_none();
+                        if first {
+                            tx.insert(seen_key.as_slice(), cid.as_bytes())?;
+                            tx.insert(key.as_slice(), value.as_slice())?;
+                        }
+                        if let Some(line) = receipt {
+                            tx.insert(receipt_key.as_slice(), line.as_bytes())?;
+                        }
+                        Ok::<bool, sled::transaction::ConflictableTransactionError<()>>(first)
+                    })
+                    .map_err(|e| format!("{e:?}"))?;
                 flush(db).await?;
-                Ok(true)
-            }
-        }
-    }
-
-    /// Remembers a receipt the device still has to deliver (persistent inboxes only), so a
-    /// gateway crash does not lose it: a real provider keeps retrying its callbacks.
-    fn keep_receipt(&self, reference: &str, line: &str) {
-        if let Inboxes::Persistent { db } = self {
-            let key = [b"r\0".as_slice(), reference.as_bytes()].concat();
-            if let Err(e) = db.insert(key, line.as_bytes()) {
-                tracing::warn!(error = %e, "mock: cannot keep a pending receipt");
+                Ok(first)
             }
         }
     }

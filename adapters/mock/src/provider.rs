@@ -282,6 +282,8 @@ impl Provider for MockProvider {
                     .send_timeout_ms
                     .unwrap_or(self.settings.send_latency_ms + 10_000),
             ),
+            receipt_timeout: (self.settings.receipt_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.settings.receipt_timeout_ms)),
         }
     }
 

@@ -10,6 +10,7 @@ use crate::error::EngineError;
 use crate::metrics as m;
 use crate::model::{
     DeliveryError, DeliveryId, DeliveryRecord, DeliveryState, EventKind, MessageId, MessageRecord,
+    RECEIPT_TIMEOUT,
 };
 use crate::provider::{OutboundDelivery, ProviderError, Retry, Sent};
 use crate::store::WriteOp;
@@ -18,13 +19,14 @@ use crate::store::WriteOp;
 const EXPIRY_RECHECK: Duration = Duration::from_secs(1);
 
 impl Engine {
-    /// Sends one delivery through its provider: build the send, call the provider under its
-    /// timeout, record `sending` (with its start time) and the outcome in one write. The
-    /// caller has marked it in flight. Returns whether the provider looked healthy (`None`:
-    /// nothing was sent). A crash during the call leaves the delivery due: it is sent again
-    /// with the same idempotency key (at-least-once, deduplicated by the provider).
-    pub async fn deliver(&self, id: DeliveryId) -> Result<Option<bool>, EngineError> {
-        let Some(outbound) = self.begin_send(id).await? else {
+    /// Sends one delivery found in its provider's outbox at `due`: build the send, call the
+    /// provider under its timeout, record `sending` (with its start time) and the outcome in
+    /// one write. The caller has marked it in flight. Returns whether the provider looked
+    /// healthy (`None`: nothing was sent). A crash during the call leaves the delivery due: it
+    /// is sent again with the same idempotency key (at-least-once, deduplicated by the
+    /// provider).
+    pub async fn deliver(&self, due: u64, id: DeliveryId) -> Result<Option<bool>, EngineError> {
+        let Some(outbound) = self.begin_send(due, id).await? else {
             return Ok(None);
         };
         let (outbound, provider_name, started_at) = outbound;
@@ -45,10 +47,12 @@ impl Engine {
         Ok(Some(healthy))
     }
 
-    /// Builds what the provider gets for a due delivery, with its provider and the send's
-    /// start time; `None` if it needs no send (already final, or expired now).
+    /// Builds what the provider gets for a delivery due at `due`, with its provider and the
+    /// send's start time; `None` if it needs no send (already final, expired now, or no
+    /// longer scheduled at `due`: an outbox read older than the send that took it out).
     async fn begin_send(
         &self,
+        due: u64,
         id: DeliveryId,
     ) -> Result<Option<(OutboundDelivery, String, u64)>, EngineError> {
         let _guard = self.message_locks.lock(&id.message).await;
@@ -57,6 +61,12 @@ impl Engine {
             tracing::warn!(delivery = %id, "outbox entry without a delivery record; dropping it");
             return Ok(None);
         };
+        if delivery.next_attempt_at != Some(due) {
+            // The scan saw the entry before a finished send removed it: sending again now
+            // would push a delivery that already has its answer.
+            tracing::debug!(delivery = %id, due, "outbox entry already taken; not sent again");
+            return Ok(None);
+        }
         let Some(message) = self.store.message(id.message).await? else {
             tracing::warn!(delivery = %id, "delivery without a message record; dropping it");
             let mut ops = Vec::new();
@@ -81,6 +91,11 @@ impl Engine {
             );
             self.write(ops).await?;
             return Ok(None);
+        }
+        if delivery.state == DeliveryState::Sent {
+            metrics::counter!(m::RECEIPT_TIMEOUTS_TOTAL, "provider" => delivery.provider.clone())
+                .increment(1);
+            tracing::info!(delivery = %id, attempt = delivery.attempts + 1, "no receipt in time; sending again");
         }
         let outbound = OutboundDelivery {
             delivery_id: id,
@@ -112,7 +127,8 @@ impl Engine {
             return Ok(());
         };
         delivery.attempts += 1;
-        delivery.transition(DeliveryState::Sending, started_at);
+        let resend = (delivery.state == DeliveryState::Sent).then_some(RECEIPT_TIMEOUT);
+        delivery.transition_because(DeliveryState::Sending, started_at, resend);
         let mut ops = Vec::new();
         let provider = delivery.provider.clone();
         match result {
@@ -133,10 +149,28 @@ impl Engine {
                 delivery.provider_ref = Some(sent.provider_ref.clone());
                 delivery.error = None;
                 metrics::counter!(m::DELIVERIES_TOTAL, "provider" => provider.clone(), "outcome" => "sent").increment(1);
-                ops.push(WriteOp::PutDelivery(delivery.clone()));
+                // A receipt kept before this send was recorded settles it in the same write.
+                let early = self
+                    .store
+                    .early_receipt(&provider, &sent.provider_ref)
+                    .await?;
+                let settled = match early {
+                    Some(early) => {
+                        self.plan_early_receipt(&message, &mut delivery, early, now, &mut ops)
+                            .await?
+                    }
+                    None => false,
+                };
+                if !settled {
+                    self.schedule_receipt_timeout(&message, &mut delivery, now, &mut ops);
+                    ops.push(WriteOp::PutDelivery(delivery.clone()));
+                }
                 self.write(ops).await?;
-                // Only now look for a receipt that came before the reference was written
-                // (the receipt path writes first and looks after, so one of us sees the other).
+                if settled {
+                    return Ok(());
+                }
+                // Look again for a receipt that came between that look and the write (the
+                // receipt path writes first and looks after, so one of us sees the other).
                 return self
                     .apply_early_receipt(&message, &mut delivery, &sent.provider_ref, now)
                     .await;
@@ -201,6 +235,7 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies a receipt kept before the send that `delivery` just recorded, if one is there.
     async fn apply_early_receipt(
         &self,
         message: &MessageRecord,
@@ -212,18 +247,66 @@ impl Engine {
         let Some(early) = self.store.early_receipt(&provider, reference).await? else {
             return Ok(());
         };
-        let mut ops = vec![WriteOp::DeleteEarlyReceipt {
-            provider: provider.clone(),
-            reference: reference.to_string(),
-        }];
-        if early.cid == delivery.cid {
-            self.apply_receipt_status(message, delivery, &early.status, now, &mut ops)
-                .await?;
-            metrics::counter!(m::RECEIPTS_TOTAL, "provider" => provider, "result" => "applied")
-                .increment(1);
-        }
+        let mut ops = Vec::new();
+        self.plan_early_receipt(message, delivery, early, now, &mut ops)
+            .await?;
         self.write(ops).await?;
         Ok(())
+    }
+
+    /// Plans applying a kept early receipt to `delivery` (and deleting it); true if it settled
+    /// the delivery (the ops then also write the delivery record).
+    async fn plan_early_receipt(
+        &self,
+        message: &MessageRecord,
+        delivery: &mut DeliveryRecord,
+        early: crate::model::Receipt,
+        now: u64,
+        ops: &mut Vec<WriteOp>,
+    ) -> Result<bool, EngineError> {
+        let provider = delivery.provider.clone();
+        ops.push(WriteOp::DeleteEarlyReceipt {
+            provider: provider.clone(),
+            reference: early.provider_ref.clone(),
+        });
+        if early.cid != delivery.cid {
+            tracing::warn!(provider = %provider, delivery = %delivery.id, "kept receipt names another device; dropped");
+            return Ok(false);
+        }
+        self.apply_receipt_status(message, delivery, &early.status, now, ops)
+            .await?;
+        metrics::counter!(m::RECEIPTS_TOTAL, "provider" => provider, "result" => "applied")
+            .increment(1);
+        Ok(delivery.state.is_final())
+    }
+
+    /// Schedules the send again for when the provider's receipt timeout passes, if it has
+    /// one and attempts and TTL allow (the outbox entry counts in no app's backlog).
+    fn schedule_receipt_timeout(
+        &self,
+        message: &MessageRecord,
+        delivery: &mut DeliveryRecord,
+        now: u64,
+        ops: &mut Vec<WriteOp>,
+    ) {
+        let Some(timeout) = self
+            .providers
+            .get(&delivery.provider)
+            .and_then(|p| p.limits().receipt_timeout)
+        else {
+            return;
+        };
+        let due = now.saturating_add(timeout.as_millis() as u64);
+        if !self.settings.retry.may_retry(delivery.attempts) || due >= message.expires_at {
+            return;
+        }
+        delivery.next_attempt_at = Some(due);
+        ops.push(WriteOp::Schedule {
+            provider: delivery.provider.clone(),
+            due,
+            id: delivery.id,
+            app: String::new(),
+        });
     }
 
     /// Moves a delivery to a final state (`failed`, `expired`, `delivered`), takes it out of

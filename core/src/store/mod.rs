@@ -111,7 +111,7 @@ pub enum WriteOp {
     PutMessage(MessageRecord),
     PutDelivery(DeliveryRecord),
     /// Puts the delivery in its provider's outbox, due at `due` (epoch ms); counted in the
-    /// backlog of `app`.
+    /// backlog of `app` (empty: of none, as a receipt-timeout resend).
     Schedule {
         provider: String,
         due: u64,

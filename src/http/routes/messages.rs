@@ -46,10 +46,13 @@ pub async fn get(state: &Arc<ApiState>, app: &str, id: &str) -> Result<HttpRespo
                 "state": d.state,
                 "attempts": d.attempts,
                 "updated_at": rfc3339(d.updated_at),
-                "history": d.history.iter().map(|t| json!({"state": t.state, "at": rfc3339(t.at)})).collect::<Vec<_>>(),
+                "history": d.history.iter().map(history_entry).collect::<Vec<_>>(),
             });
             if let (Some(err), Some(obj)) = (&d.error, v.as_object_mut()) {
-                obj.insert("error".into(), json!({"code": err.code, "message": err.message}));
+                obj.insert(
+                    "error".into(),
+                    json!({"code": err.code, "message": err.message}),
+                );
             }
             v
         })
@@ -65,4 +68,13 @@ pub async fn get(state: &Arc<ApiState>, app: &str, id: &str) -> Result<HttpRespo
             "deliveries": deliveries,
         }),
     ))
+}
+
+/// One entry of a delivery's `history`: `{"state", "at", "reason"?}`.
+fn history_entry(t: &pushgate_core::model::Transition) -> serde_json::Value {
+    let mut entry = json!({"state": t.state, "at": rfc3339(t.at)});
+    if let Some(reason) = &t.reason {
+        entry["reason"] = json!(reason);
+    }
+    entry
 }

@@ -254,8 +254,8 @@ fn auth(shared: &Shared, body: &[u8]) -> Answer {
 /// Accepts one validated push: dedupes on request_id, delivers to each device.
 fn deliver(shared: &Shared, push: &PushRequest, cids: Vec<String>) -> PushResult {
     let mut pushes = lock(&shared.pushes);
-    if let Some(previous) = pushes.seen(&push.request_id) {
-        return previous;
+    if let Some(repeat) = pushes.repeat(&push.request_id) {
+        return repeat;
     }
     let taskid = pushes.task_id();
     let mut statuses = BTreeMap::new();
@@ -426,6 +426,10 @@ async fn handle_admin(shared: &Arc<Shared>, method: &Method, path: &str, body: &
             });
             answer(StatusCode::NO_CONTENT, Vec::new(), "text/plain")
         }
+        (Method::GET, ["stats"]) => json_answer(
+            StatusCode::OK,
+            json!({"repeated_pushes": lock(&shared.pushes).repeats}),
+        ),
         (Method::GET, ["requests"]) => {
             json_answer(StatusCode::OK, json!({"requests": *lock(&shared.requests)}))
         }

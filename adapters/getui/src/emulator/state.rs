@@ -168,16 +168,26 @@ pub fn check_push(
     Ok(())
 }
 
-/// Pushes already accepted, by request id (a repeat returns the first answer).
+/// Pushes already accepted, by request id. As Getui does, a repeated request id is dropped
+/// and answered with code 0 and the first push's task id, but no per-cid status.
 #[derive(Default)]
 pub struct Pushes {
     by_request: HashMap<String, PushResult>,
     counter: AtomicU64,
+    /// Pushes that repeated a request id (dropped).
+    pub repeats: u64,
 }
 
 impl Pushes {
-    pub fn seen(&self, request_id: &str) -> Option<PushResult> {
-        self.by_request.get(request_id).cloned()
+    /// The answer to a repeat of `request_id` (counting it), if it was pushed before.
+    pub fn repeat(&mut self, request_id: &str) -> Option<PushResult> {
+        let first = self.by_request.get(request_id)?;
+        let answer = first
+            .keys()
+            .map(|taskid| (taskid.clone(), Default::default()))
+            .collect();
+        self.repeats += 1;
+        Some(answer)
     }
 
     pub fn record(&mut self, request_id: &str, result: PushResult) {
