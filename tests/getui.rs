@@ -57,13 +57,7 @@ async fn wait_state(api: &Api, id: &str, state: &str) {
         let api = api.clone();
         let id = id.to_string();
         let state = state.to_string();
-        async move {
-            api.states(&id)
-                .await
-                .iter()
-                .all(|s| *s == state)
-                .then_some(())
-        }
+        async move { api.all_deliveries_are(&id, &state).await.then_some(()) }
     })
     .await;
 }

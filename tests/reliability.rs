@@ -9,84 +9,81 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use serde_json::json;
-use support::client::Api;
 use support::eventually;
 use support::gateway::{config, GatewayProcess};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Sends `n` messages to `alias` and returns how long until all were delivered, and the p99
-/// of accept → delivered seen by polling.
-async fn deliver_batch(api: &Api, alias: &str, n: usize) -> Duration {
-    let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..n {
+/// Two mock providers: `provider-a` times out on every send (its circuit opens), `mock` is
+/// healthy.
+fn isolation_config(dir: &std::path::Path) -> String {
+    let extra = "[[providers]]\nname = \"provider-a\"\nkind = \"mock\"\nsend_latency_ms = 60000\nsend_timeout_ms = 200\n\n[delivery]\ncircuit_failures = 5\ncircuit_open_ms = 1000\nretry_base_ms = 100\nretry_max_ms = 200\n";
+    config(dir, None, "", extra)
+}
+
+/// The throughput of the healthy provider beside a failing one is measured by
+/// `cargo bench --bench isolation` (printed, never asserted on time); this asserts what holds
+/// whatever the machine: with A's circuit open and A's deliveries all still waiting, every
+/// delivery through B completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_times_out_does_not_hold_up_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = GatewayProcess::start(dir.path(), &isolation_config(dir.path()));
+    let api = gw.api();
+    api.bind("alice", "provider-a", "a-1").await;
+    api.bind("bob", "mock", "b-1").await;
+    let mut a_ids = Vec::new();
+    for i in 0..50 {
         let r = api
-            .send(&json!({"to": {"alias": alias}, "payload": {"n": i}}))
+            .send(&json!({"to": {"alias": "alice"}, "payload": {"n": i}}))
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-        ids.push(r.json["message_id"].as_str().expect("id").to_string());
+        a_ids.push(r.json["message_id"].as_str().expect("id").to_string());
     }
-    for id in &ids {
+    eventually(WAIT, "provider A's circuit to open", || {
+        let api = api.clone();
+        async move {
+            (api.metric("pushgate_circuit_state{provider=\"provider-a\"}")
+                .await
+                == 2.0)
+                .then_some(())
+        }
+    })
+    .await;
+    let mut b_ids = Vec::new();
+    for i in 0..100 {
+        let r = api
+            .send(&json!({"to": {"alias": "bob"}, "payload": {"n": i}}))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        b_ids.push(r.json["message_id"].as_str().expect("id").to_string());
+    }
+    for id in &b_ids {
         eventually(WAIT, "delivery through the healthy provider", || {
             let (api, id) = (api.clone(), id.clone());
-            async move { (api.states(&id).await == ["delivered"]).then_some(()) }
+            async move { api.all_deliveries_are(&id, "delivered").await.then_some(()) }
         })
         .await;
     }
-    started.elapsed()
-}
-
-fn isolation_config(dir: &std::path::Path, a_down: bool) -> String {
-    let a = if a_down {
-        "send_latency_ms = 60000\nsend_timeout_ms = 200"
-    } else {
-        "send_latency_ms = 1"
-    };
-    let extra = format!(
-        "[[providers]]\nname = \"provider-a\"\nkind = \"mock\"\n{a}\n\n[delivery]\ncircuit_failures = 5\ncircuit_open_ms = 1000\nretry_base_ms = 100\nretry_max_ms = 200\n"
+    assert_eq!(
+        api.metric("pushgate_circuit_state{provider=\"mock\"}")
+            .await,
+        0.0,
+        "B's circuit stayed closed"
     );
-    config(dir, None, "", &extra)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_provider_that_times_out_does_not_slow_the_others() {
-    let mut figures = Vec::new();
-    for a_down in [false, true] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let gw = GatewayProcess::start(dir.path(), &isolation_config(dir.path(), a_down));
-        let api = gw.api();
-        api.bind("alice", "provider-a", "a-1").await;
-        api.bind("bob", "mock", "b-1").await;
-        // Keep provider A busy with 50 messages while B delivers 100.
-        for i in 0..50 {
-            api.send(&json!({"to": {"alias": "alice"}, "payload": {"n": i}}))
-                .await;
-        }
-        let took = deliver_batch(&api, "bob", 100).await;
-        figures.push(took);
-        if a_down {
-            let metrics = eventually(WAIT, "provider A's circuit to open", || {
-                let api = api.clone();
-                async move {
-                    let m = api.get("/metrics").await.text;
-                    m.contains("pushgate_circuit_state{provider=\"provider-a\"} 2")
-                        .then_some(m)
-                }
-            })
-            .await;
-            assert!(
-                metrics.contains("pushgate_circuit_state{provider=\"mock\"} 0"),
-                "B stays closed"
-            );
-        }
+    assert!(
+        api.metric("pushgate_circuit_state{provider=\"provider-a\"}")
+            .await
+            > 0.0,
+        "A's circuit is still not closed"
+    );
+    for id in &a_ids {
+        let states = api.states(id).await;
+        assert!(
+            states.iter().all(|s| s != "delivered"),
+            "nothing went through A: {states:?}"
+        );
     }
-    println!(
-        "isolation: 100 deliveries through B took {:?} with A healthy, {:?} with A timing out (ratio {:.2})",
-        figures[0],
-        figures[1],
-        figures[1].as_secs_f64() / figures[0].as_secs_f64()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

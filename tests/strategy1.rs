@@ -135,12 +135,21 @@ async fn a_repeated_request_id_sends_once() {
         async move { (api.states(&id).await == ["delivered"]).then_some(()) }
     })
     .await;
-    // A third replay after delivery still returns the same message and sends nothing.
+    // A third replay after delivery still returns the same message and creates nothing:
+    // one message accepted, one send, one copy on the device.
+    let third = api.send(&body).await;
+    assert_eq!(third.status, StatusCode::OK);
+    assert_eq!(third.json["message_id"], first.json["message_id"]);
     assert_eq!(
-        api.send(&body).await.json["message_id"],
-        first.json["message_id"]
+        api.metric("pushgate_messages_accepted_total{app=\"demo\"}")
+            .await,
+        1.0
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        api.metric("pushgate_deliveries_total{provider=\"mock\",outcome=\"sent\"}")
+            .await,
+        1.0
+    );
     assert_eq!(api.inbox("mock", "bob-phone").await.len(), 1);
 }
 
@@ -197,13 +206,7 @@ async fn a_restart_mid_flight_resumes_every_delivery_once() {
         eventually(WAIT, "every delivery to finish after the restart", || {
             let api = api.clone();
             let id = id.clone();
-            async move {
-                api.states(&id)
-                    .await
-                    .iter()
-                    .all(|s| s == "delivered")
-                    .then_some(())
-            }
+            async move { api.all_deliveries_are(&id, "delivered").await.then_some(()) }
         })
         .await;
     }
@@ -361,4 +364,67 @@ async fn finished_messages_are_purged_after_their_retention() {
         StatusCode::OK,
         "aliases stay"
     );
+}
+
+/// At-least-once to the device: receipts the device never sends (a fifth of them) are
+/// made up for by the receipt timeout, which sends the delivery again with the same
+/// idempotency key; the device (which drops repeats) acknowledges, and every message ends
+/// `delivered`, each on the device once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_receipts_end_delivered_through_the_receipt_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = "receipt_loss_rate = 0.2\nreceipt_timeout_ms = 300";
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, mock, ""));
+    let api = gw.api();
+    api.bind("bob", "mock", "bob-phone").await;
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let r = api
+            .send(&json!({"to": {"alias": "bob"}, "payload": {"n": n}}))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        ids.push(r.json["message_id"].as_str().expect("id").to_string());
+    }
+    let mut resent = 0;
+    for id in &ids {
+        eventually(WAIT, "every message to end delivered", || {
+            let (api, id) = (api.clone(), id.clone());
+            async move { api.all_deliveries_are(&id, "delivered").await.then_some(()) }
+        })
+        .await;
+        let message = api.message(id).await.json;
+        let history = &message["deliveries"][0]["history"];
+        let timeouts = history
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter(|t| t["reason"] == "receipt_timeout")
+                    .count()
+            })
+            .unwrap_or(0);
+        if timeouts > 0 {
+            resent += 1;
+            assert_eq!(
+                message["deliveries"][0]["attempts"].as_u64(),
+                Some(1 + timeouts as u64),
+                "each timeout is one more attempt: {history}"
+            );
+        }
+    }
+    // 50 receipts, each lost with probability 0.2: none lost has probability 1.4e-5.
+    assert!(resent > 0, "some deliveries needed the receipt timeout");
+    let counted = api
+        .metric("pushgate_receipt_timeouts_total{provider=\"mock\"}")
+        .await;
+    assert!(counted >= resent as f64, "{counted} timeouts counted");
+    let inbox = api.inbox("mock", "bob-phone").await;
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for m in &inbox {
+        *copies
+            .entry(m["message_id"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(copies.len(), 50, "every message reached the device");
+    assert!(copies.values().all(|n| *n == 1), "once each: {copies:?}");
+    println!("receipt timeout: 50 messages, {resent} delivered only after a resend, {counted} timeouts counted");
 }

@@ -80,7 +80,17 @@ async fn alices_upstream_reaches_the_app_server_and_its_reply_reaches_bob() {
         async move { (api.states(&id).await == ["delivered"]).then_some(()) }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One upstream event, one reply message accepted, one copy on bob's device.
+    assert_eq!(
+        api.metric("pushgate_upstream_replies_total{result=\"accepted\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        api.metric("pushgate_deliveries_total{provider=\"mock\",outcome=\"sent\"}")
+            .await,
+        1.0
+    );
     assert_eq!(
         api.inbox("mock", "bob-phone").await.len(),
         1,
@@ -217,7 +227,16 @@ async fn unbound_forged_duplicate_and_malformed_upstream() {
     );
 
     // The malformed reply was not retried: two events (stranger, once), each sent once.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(WAIT, "both events answered", || {
+        let api = api.clone();
+        async move {
+            (api.metric("pushgate_upstream_replies_total{result=\"malformed\"}")
+                .await
+                >= 2.0)
+                .then_some(())
+        }
+    })
+    .await;
     let payloads: Vec<String> = app
         .received()
         .iter()

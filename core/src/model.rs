@@ -449,7 +449,12 @@ mod tests {
         let mut d = DeliveryRecord::queued(id, &device, 1);
         assert!(d.transition(DeliveryState::Sending, 2));
         assert!(d.transition(DeliveryState::Sent, 3));
-        assert!(!d.transition(DeliveryState::Sending, 4));
+        assert!(!d.transition(DeliveryState::RetryWait, 4));
+        assert!(!d.transition(DeliveryState::Queued, 4));
+        // Sent again after a receipt timeout.
+        assert!(d.transition_because(DeliveryState::Sending, 4, Some(RECEIPT_TIMEOUT)));
+        assert_eq!(d.history[3].reason.as_deref(), Some(RECEIPT_TIMEOUT));
+        assert!(d.transition(DeliveryState::Sent, 4));
         assert!(d.transition(DeliveryState::Delivered, 5));
         for s in [
             DeliveryState::Queued,
@@ -459,7 +464,7 @@ mod tests {
         ] {
             assert!(!d.transition(s, 6));
         }
-        assert_eq!(d.history.len(), 4);
+        assert_eq!(d.history.len(), 6);
         assert_eq!(d.updated_at, 5);
     }
 

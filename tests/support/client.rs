@@ -162,6 +162,27 @@ impl Api {
             .unwrap_or_default()
     }
 
+    /// Whether the message has deliveries and every one of them is in `state` (false for a
+    /// message with none, so a wait on it cannot pass on an empty list).
+    pub async fn all_deliveries_are(&self, id: &str, state: &str) -> bool {
+        let states = self.states(id).await;
+        !states.is_empty() && states.iter().all(|s| s == state)
+    }
+
+    /// A counter or gauge from `/metrics` (the sample whose name and labels are `series`
+    /// exactly), 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.get("/metrics")
+            .await
+            .text
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().ok())?
+            })
+            .unwrap_or(0.0)
+    }
+
     /// A mock device's inbox.
     pub async fn inbox(&self, provider: &str, cid: &str) -> Vec<Value> {
         let reply = self
