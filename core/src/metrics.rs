@@ -17,6 +17,7 @@ pub const RECEIPT_TIMEOUTS_TOTAL: &str = "pushgate_receipt_timeouts_total";
 pub const WEBHOOK_DELIVERIES_TOTAL: &str = "pushgate_webhook_deliveries_total";
 pub const WEBHOOKS_DROPPED_TOTAL: &str = "pushgate_webhooks_dropped_total";
 pub const CALLBACKS_REJECTED_TOTAL: &str = "pushgate_callbacks_rejected_total";
+pub const CALLBACKS_UNSTORED_TOTAL: &str = "pushgate_callbacks_unstored_total";
 pub const STORE_FLUSH_SECONDS: &str = "pushgate_store_flush_duration_seconds";
 pub const STORE_FLUSHES_TOTAL: &str = "pushgate_store_flushes_total";
 pub const STORE_CHECKPOINT_SECONDS: &str = "pushgate_store_checkpoint_duration_seconds";
@@ -44,6 +45,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (WEBHOOK_DELIVERIES_TOTAL, "Webhook event delivery attempts by event type and outcome (ok, retry, dropped)."),
     (WEBHOOKS_DROPPED_TOTAL, "Webhook events given up after the last attempt, by app."),
     (CALLBACKS_REJECTED_TOTAL, "Provider callback items rejected (bad signature, foreign app, malformed), by provider and kind."),
+    (CALLBACKS_UNSTORED_TOTAL, "Provider callbacks refused because they could not be stored (the provider sends them again), by provider and kind."),
     (STORE_FLUSH_SECONDS, "Duration of group commits (journal write and fdatasync), in seconds."),
     (STORE_FLUSHES_TOTAL, "Group commits of the journal to disk."),
     (STORE_CHECKPOINT_SECONDS, "Duration of store checkpoints (sled flush, journal segments dropped), in seconds."),

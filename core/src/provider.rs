@@ -175,6 +175,17 @@ where
     (accepted, rejected)
 }
 
+/// How to refuse a callback that cannot be stored now (the store is failing), so that the
+/// provider sends it again instead of taking it as received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallbackRefusal {
+    /// Answer `503 storage_unavailable` with `Retry-After` (providers that retry on 5xx).
+    ServiceUnavailable,
+    /// Close the connection without any answer (providers that take any HTTP answer as
+    /// received and retry only when none comes, as Getui).
+    CloseConnection,
+}
+
 /// A callback the provider cannot take at all.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
@@ -254,6 +265,12 @@ pub trait Provider: Send + Sync + 'static {
     /// Parses and verifies an upstream callback. Default: upstream is not supported.
     fn parse_upstream(&self, _request: &CallbackRequest) -> Result<ParsedUpstream, CallbackError> {
         Err(CallbackError::NotSupported("upstream"))
+    }
+
+    /// How a receipt or upstream callback that cannot be stored is refused, per this
+    /// provider's retry contract. Default: `503` with `Retry-After`.
+    fn callback_refusal(&self) -> CallbackRefusal {
+        CallbackRefusal::ServiceUnavailable
     }
 
     /// Resolves an alias the provider keeps itself (bound on the device) to client ids.

@@ -6,7 +6,6 @@ pub mod request;
 pub mod response;
 pub mod routes;
 
-use std::convert::Infallible;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,17 +83,28 @@ pub async fn serve(
     }
 }
 
+/// A request left unanswered on purpose: hyper closes the connection without a response.
+#[derive(Debug, thiserror::Error)]
+#[error("closed without an answer: {0}")]
+pub struct Unanswered(String);
+
 async fn handle(
     state: Arc<ApiState>,
     request: Request<Incoming>,
-) -> Result<HttpResponse, Infallible> {
+) -> Result<HttpResponse, Unanswered> {
     let started = Instant::now();
     let (label, response) = match Route::parse(request.uri().path()) {
         Ok(Some(route)) => {
             let label = route.label();
-            let response = routes::dispatch(&state, route, request)
-                .await
-                .unwrap_or_else(ApiError::into_response);
+            let response = match routes::dispatch(&state, route, request).await {
+                Ok(response) => response,
+                Err(e) if e.unanswered => {
+                    metrics::counter!(m::HTTP_REQUESTS_TOTAL, "route" => label, "code" => "closed")
+                        .increment(1);
+                    return Err(Unanswered(e.message));
+                }
+                Err(e) => e.into_response(),
+            };
             (label, response)
         }
         Ok(None) => {

@@ -19,6 +19,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
+    /// Close the connection without answering (a provider that takes any answer to a
+    /// callback as received then sends it again).
+    pub unanswered: bool,
 }
 
 impl ApiError {
@@ -28,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            unanswered: false,
         }
     }
 
@@ -80,6 +84,7 @@ impl From<EngineError> for ApiError {
             code: e.code(),
             message,
             retry_after,
+            unanswered: false,
         }
     }
 }

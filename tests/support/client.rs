@@ -54,6 +54,19 @@ impl Api {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Reply {
+        self.try_raw(method, path, headers, body)
+            .await
+            .expect("gateway answers")
+    }
+
+    /// Like [`Api::raw`], but a connection closed without an answer is an `Err`.
+    pub async fn try_raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
@@ -64,23 +77,27 @@ impl Api {
             request = request.header(*k, *v);
         }
         let request = request.body(Full::new(Bytes::from(body))).expect("request");
-        let response = self.client.request(request).await.expect("gateway answers");
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response
             .into_body()
             .collect()
             .await
-            .expect("body")
+            .map_err(|e| e.to_string())?
             .to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
+        Ok(Reply {
             status,
             headers,
             text,
             json,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Reply {

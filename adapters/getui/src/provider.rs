@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pushgate_core::provider::{
-    CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, ParsedUpstream, Provider,
-    ProviderError, ProviderLimits, Sent,
+    CallbackError, CallbackRefusal, CallbackRequest, OutboundDelivery, ParsedReceipts,
+    ParsedUpstream, Provider, ProviderError, ProviderLimits, Sent,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -264,6 +264,12 @@ impl Provider for GetuiProvider {
             receipt_timeout: (self.settings.receipt_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.settings.receipt_timeout_ms)),
         }
+    }
+
+    /// Getui takes any HTTP answer to a receipt callback as received and tries again (3
+    /// times) only when none comes: a receipt that cannot be stored gets no answer.
+    fn callback_refusal(&self) -> CallbackRefusal {
+        CallbackRefusal::CloseConnection
     }
 
     fn parse_receipts(&self, request: &CallbackRequest) -> Result<ParsedReceipts, CallbackError> {

@@ -222,6 +222,12 @@ impl SledStore {
         })
     }
 
+    /// Marks the store failed, as a journal write error does: every later commit fails until
+    /// a restart replays the journal. For fault-injection tests of what callers do then.
+    pub fn fail(&self, reason: &str) {
+        self.db.fail(reason.to_string());
+    }
+
     /// Records one atomic change (visible at once, durable after the next commit).
     fn write(&self, writes: Writes) -> Result<(), StoreError> {
         self.db.write(writes.0)

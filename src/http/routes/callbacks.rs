@@ -8,11 +8,13 @@ use std::sync::Arc;
 use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::Request;
-use pushgate_core::provider::{CallbackRequest, ReceiptSink, UpstreamSink};
+use pushgate_core::provider::{CallbackRefusal, CallbackRequest, ReceiptSink, UpstreamSink};
+use pushgate_core::{EngineError, ErrorClass};
 
 use crate::http::request::read_body;
 use crate::http::response::{json, ApiError, HttpResponse};
 use crate::http::ApiState;
+use pushgate_core::metrics as m;
 
 /// Reads a callback for a configured provider.
 async fn callback_request(
@@ -44,6 +46,30 @@ async fn callback_request(
     })
 }
 
+/// The answer to a callback the engine could not take. One that could not be stored is
+/// refused the way `provider` retries (a 503, or no answer at all), so it comes again.
+fn refused(state: &Arc<ApiState>, provider: &str, kind: &'static str, e: EngineError) -> ApiError {
+    let unavailable = e.class() == ErrorClass::Unavailable;
+    let mut error = ApiError::from(e);
+    if unavailable {
+        let refusal = state
+            .engine
+            .provider(provider)
+            .map(|p| p.callback_refusal())
+            .unwrap_or(CallbackRefusal::ServiceUnavailable);
+        error.unanswered = refusal == CallbackRefusal::CloseConnection;
+        metrics::counter!(m::CALLBACKS_UNSTORED_TOTAL, "provider" => provider.to_string(), "kind" => kind)
+            .increment(1);
+        tracing::warn!(
+            provider,
+            kind,
+            unanswered = error.unanswered,
+            "callback not stored; refused so the provider sends it again"
+        );
+    }
+    error
+}
+
 fn all_refused(what: &str, refused: usize) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
@@ -63,7 +89,11 @@ pub async fn receipts(
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let request = callback_request(state, provider, request).await?;
-    let report = state.engine.receipts_callback(provider, request).await?;
+    let report = state
+        .engine
+        .receipts_callback(provider, request)
+        .await
+        .map_err(|e| refused(state, provider, "receipt", e))?;
     if report.applied + report.duplicates + report.early == 0 && report.rejected > 0 {
         return Err(all_refused("receipt", report.rejected));
     }
@@ -77,7 +107,11 @@ pub async fn upstream(
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let request = callback_request(state, provider, request).await?;
-    let report = state.engine.upstream_callback(provider, request).await?;
+    let report = state
+        .engine
+        .upstream_callback(provider, request)
+        .await
+        .map_err(|e| refused(state, provider, "upstream", e))?;
     if report.accepted + report.duplicates == 0 && report.rejected > 0 {
         return Err(all_refused("upstream", report.rejected));
     }
