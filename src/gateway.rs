@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use pushgate_core::dispatcher::{run_expiry, run_gauges, run_provider};
 use pushgate_core::engine::{AppSettings, EngineSettings};
 use pushgate_core::events::{run_events, EventSettings};
+use pushgate_core::mirrors::run_alias_mirrors;
 use pushgate_core::store::{SledOptions, SledStore, Store};
 use pushgate_core::{Engine, StoreError};
 use pushgate_sendmessage::{SendMessageRouter, SendMessageSettings};
@@ -134,6 +135,10 @@ impl Gateway {
             )));
         }
         workers.push(tokio::spawn(run_expiry(
+            engine.clone(),
+            shutdown_rx.clone(),
+        )));
+        workers.push(tokio::spawn(run_alias_mirrors(
             engine.clone(),
             shutdown_rx.clone(),
         )));

@@ -233,7 +233,10 @@ async fn aliases_are_delegated_and_device_bound_aliases_resolve() {
     .await;
     // Bound through pushgate: mirrored to Getui.
     s.api.bind("alice", "getui", "cid-alice").await;
-    assert_eq!(s.emu.alias_cids("alice"), ["cid-alice"]);
+    eventually(WAIT, "the bind mirrored to Getui", || async {
+        (s.emu.alias_cids("alice") == ["cid-alice"]).then_some(())
+    })
+    .await;
     assert_eq!(
         s.api
             .delete("/v1/apps/demo/aliases/alice/devices/getui/cid-alice")
@@ -241,7 +244,10 @@ async fn aliases_are_delegated_and_device_bound_aliases_resolve() {
             .status,
         StatusCode::NO_CONTENT
     );
-    assert!(s.emu.alias_cids("alice").is_empty());
+    eventually(WAIT, "the unbind mirrored to Getui", || async {
+        s.emu.alias_cids("alice").is_empty().then_some(())
+    })
+    .await;
 
     // Bound on the device (in Getui's SDK): pushgate never saw it, Getui resolves it.
     let c = s.emu.config();
@@ -320,4 +326,54 @@ async fn upstream_lines_from_getui_reach_the_app_server_and_the_reply_reaches_bo
 
 fn pushgate_getui_test_client() -> pushgate_core::http_client::HttpClient {
     pushgate_core::http_client::build(2)
+}
+
+/// With Getui down, alias mirrors wait in the store: across a gateway restart, retried with
+/// backoff, a newer bind of the same device superseding the older one; once Getui answers,
+/// it ends with the binding pushgate has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_mirrors_survive_an_outage_and_a_restart() {
+    let s = setup("delegate_aliases = true", None).await;
+    s.emu.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    s.api.bind("alice", "getui", "cid-1").await;
+    // The same device moves to bob: only that bind is still to be mirrored.
+    s.api.bind("bob", "getui", "cid-1").await;
+    s.api.bind("carol", "getui", "cid-2").await;
+    eventually(WAIT, "mirror failures counted", || async {
+        let failed = s
+            .api
+            .metric("pushgate_alias_mirror_failures_total{provider=\"getui\",retry=\"transient\"}")
+            .await;
+        (failed >= 2.0).then_some(())
+    })
+    .await;
+    let mut gw = s.gw;
+    let dir = s._dir;
+    assert_eq!(gw.stop(), Some(0));
+    s.emu.set_faults(Faults::default());
+    let cfg = std::fs::read_to_string(&gw.config_path).expect("config");
+    let gw = GatewayProcess::start(dir.path(), &cfg);
+    eventually(
+        WAIT,
+        "the pending mirrors sent after the restart",
+        || async {
+            (s.emu.alias_cids("bob") == ["cid-1"] && s.emu.alias_cids("carol") == ["cid-2"])
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(s.emu.alias_cids("alice").is_empty(), "superseded by bob");
+    let binds = s
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "POST" && r.path.ends_with("/user/alias") && r.body.contains("alice")
+        })
+        .count();
+    println!("alias mirrors: {binds} attempts for the superseded bind (all during the outage)");
+    drop(gw);
 }

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use pushgate_core::model::DeviceRef;
-use pushgate_core::store::{IdentityStore, SledOptions, SledStore};
+use pushgate_core::store::{no_mirrors, IdentityStore, SledOptions, SledStore};
 use rand::Rng;
 
 fn rss_mib() -> f64 {
@@ -57,7 +57,7 @@ async fn run() {
             cid: format!("cid-{i:08}"),
         };
         store
-            .bind_device("demo", &format!("user{i}"), &device, 10, 0)
+            .bind_device("demo", &format!("user{i}"), &device, 10, 0, &no_mirrors)
             .await
             .expect("bind");
         // The API flushes every bind (group commit); flush in batches here.

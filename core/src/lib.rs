@@ -16,6 +16,7 @@ pub mod events;
 pub mod http_client;
 pub mod locks;
 pub mod metrics;
+pub mod mirrors;
 pub mod model;
 pub mod provider;
 pub mod scan_cursor;

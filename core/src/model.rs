@@ -371,6 +371,32 @@ pub struct EventRecord {
     pub ordering_key: Option<String>,
 }
 
+/// What an alias mirror tells the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorOp {
+    Bind,
+    Unbind,
+}
+
+/// A bind or unbind made through pushgate that a provider keeping aliases itself (Getui with
+/// `delegate_aliases`) must be told of: stored with the change, retried until the provider
+/// takes it or a newer change of the same device supersedes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasMirror {
+    /// Unique per change; a retry or completion applies only while it is the device's
+    /// current mirror.
+    pub id: MessageId,
+    pub app: String,
+    pub provider: String,
+    pub cid: String,
+    pub alias: String,
+    pub op: MirrorOp,
+    pub attempts: u32,
+    pub next_attempt_at: u64,
+    pub created_at: u64,
+}
+
 /// An upstream message: device → provider → pushgate, forwarded to the app server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UpstreamRecord {

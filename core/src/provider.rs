@@ -279,6 +279,12 @@ pub trait Provider: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Whether binds and unbinds made through pushgate are mirrored to this provider (through
+    /// `alias_bound` / `alias_unbound`, durably retried). Default: no.
+    fn mirrors_aliases(&self) -> bool {
+        false
+    }
+
     /// Mirrors a bind made through pushgate to the provider. Default: nothing.
     async fn alias_bound(&self, _app: &str, _alias: &str, _cid: &str) -> Result<(), ProviderError> {
         Ok(())

@@ -312,6 +312,10 @@ impl Provider for GetuiProvider {
         Ok(cids)
     }
 
+    fn mirrors_aliases(&self) -> bool {
+        self.settings.delegate_aliases
+    }
+
     async fn alias_bound(&self, app: &str, alias: &str, cid: &str) -> Result<(), ProviderError> {
         self.forget_alias(app, alias);
         if self.settings.delegate_aliases {

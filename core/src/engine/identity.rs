@@ -4,8 +4,10 @@ use super::Engine;
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics as m;
-use crate::model::{AliasRecord, DeliveryRecord, DeviceRef, MessageId, MessageRecord};
-use crate::store::BindError;
+use crate::model::{
+    AliasMirror, AliasRecord, DeliveryRecord, DeviceRef, MessageId, MessageRecord, MirrorOp,
+};
+use crate::store::{BindError, WriteOp};
 use crate::validate;
 
 impl Engine {
@@ -24,8 +26,42 @@ impl Engine {
         self.provider(&device.provider).map(|_| ())
     }
 
+    /// The ops that queue an alias mirror of `op` for each of `devices` whose provider keeps
+    /// aliases itself (written with the binding change; sent by the mirror worker).
+    fn plan_mirrors(
+        &self,
+        app: &str,
+        alias: &str,
+        op: MirrorOp,
+        devices: &[DeviceRef],
+    ) -> Vec<WriteOp> {
+        let now = now_ms();
+        devices
+            .iter()
+            .filter(|d| {
+                self.providers
+                    .get(&d.provider)
+                    .is_some_and(|p| p.mirrors_aliases())
+            })
+            .map(|d| {
+                WriteOp::QueueAliasMirror(AliasMirror {
+                    id: MessageId::generate(),
+                    app: app.to_string(),
+                    provider: d.provider.clone(),
+                    cid: d.cid.clone(),
+                    alias: alias.to_string(),
+                    op,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    created_at: now,
+                })
+            })
+            .collect()
+    }
+
     /// Binds a device to an alias (moving it from any other alias of the app), durably,
-    /// then mirrors the bind to the provider if it keeps aliases too.
+    /// with the mirror to the provider if it keeps aliases too (sent by the mirror worker,
+    /// retried until it succeeds or a newer change of the device supersedes it).
     pub async fn bind(
         &self,
         app: &str,
@@ -35,6 +71,7 @@ impl Engine {
         let settings = self.check_app(app)?;
         Self::check_alias(alias)?;
         self.check_device(&device)?;
+        let mirror = |devices: &[DeviceRef]| self.plan_mirrors(app, alias, MirrorOp::Bind, devices);
         let outcome = self
             .store
             .bind_device(
@@ -43,6 +80,7 @@ impl Engine {
                 &device,
                 settings.max_devices_per_alias,
                 now_ms(),
+                &mirror,
             )
             .await
             .map_err(|e| match e {
@@ -60,10 +98,7 @@ impl Engine {
                 "bound"
             };
             metrics::counter!(m::ALIAS_BINDINGS_TOTAL, "result" => result).increment(1);
-            let provider = self.provider(&device.provider)?;
-            if let Err(error) = provider.alias_bound(app, alias, &device.cid).await {
-                tracing::warn!(provider = %device.provider, %error, "mirroring an alias bind to the provider failed; the local binding stands");
-            }
+            self.mirror_waker.notify_one();
         }
         Ok(outcome.record)
     }
@@ -78,7 +113,13 @@ impl Engine {
         self.check_app(app)?;
         Self::check_alias(alias)?;
         validate::cid(&device.cid).map_err(|e| EngineError::invalid("invalid_cid", e.0))?;
-        if !self.store.unbind_device(app, alias, &device).await? {
+        let mirror =
+            |devices: &[DeviceRef]| self.plan_mirrors(app, alias, MirrorOp::Unbind, devices);
+        if !self
+            .store
+            .unbind_device(app, alias, &device, &mirror)
+            .await?
+        {
             return Err(EngineError::UnknownDevice {
                 provider: device.provider,
                 cid: device.cid,
@@ -86,11 +127,7 @@ impl Engine {
         }
         self.store.commit().await?;
         metrics::counter!(m::ALIAS_BINDINGS_TOTAL, "result" => "unbound").increment(1);
-        if let Some(provider) = self.providers.get(&device.provider) {
-            if let Err(error) = provider.alias_unbound(app, alias, &device.cid).await {
-                tracing::warn!(provider = %device.provider, %error, "mirroring an unbind to the provider failed");
-            }
-        }
+        self.mirror_waker.notify_one();
         Ok(())
     }
 
@@ -98,18 +135,15 @@ impl Engine {
     pub async fn unbind_alias(&self, app: &str, alias: &str) -> Result<(), EngineError> {
         self.check_app(app)?;
         Self::check_alias(alias)?;
-        let Some(record) = self.store.unbind_alias(app, alias).await? else {
+        let mirror =
+            |devices: &[DeviceRef]| self.plan_mirrors(app, alias, MirrorOp::Unbind, devices);
+        let Some(record) = self.store.unbind_alias(app, alias, &mirror).await? else {
             return Err(EngineError::UnknownAlias(alias.to_string()));
         };
         self.store.commit().await?;
-        for bound in &record.devices {
-            metrics::counter!(m::ALIAS_BINDINGS_TOTAL, "result" => "unbound").increment(1);
-            if let Some(provider) = self.providers.get(&bound.provider) {
-                if let Err(error) = provider.alias_unbound(app, alias, &bound.cid).await {
-                    tracing::warn!(provider = %bound.provider, %error, "mirroring an unbind to the provider failed");
-                }
-            }
-        }
+        metrics::counter!(m::ALIAS_BINDINGS_TOTAL, "result" => "unbound")
+            .increment(record.devices.len() as u64);
+        self.mirror_waker.notify_one();
         Ok(())
     }
 

@@ -12,6 +12,9 @@ mod request;
 mod transitions;
 mod upstream;
 
+#[cfg(test)]
+mod tests;
+
 pub use accept::{Accepted, NewMessage};
 pub use receipts::{ReceiptOutcome, ReceiptReport};
 pub use request::MessageRequest;
@@ -92,6 +95,8 @@ pub struct Engine {
     pub(crate) events_in_flight: InFlight<MessageId>,
     pub(crate) provider_wakers: HashMap<String, Arc<Notify>>,
     pub(crate) event_waker: Notify,
+    /// Wakes the alias mirror worker after a binding change queued a mirror.
+    pub(crate) mirror_waker: Notify,
     pub(crate) expiry_waker: Notify,
     /// Until when the expiry worker sleeps (ms; 0 while it works): a write wakes it only for
     /// a timer due before that.
@@ -129,6 +134,7 @@ impl Engine {
             events_in_flight: InFlight::new(),
             provider_wakers,
             event_waker: Notify::new(),
+            mirror_waker: Notify::new(),
             expiry_waker: Notify::new(),
             expiry_sleeps_until: std::sync::atomic::AtomicU64::new(0),
             upstream_router,

@@ -15,6 +15,9 @@
 //! | `P`    | provider 0 provider reference         | Receipt (JSON): early one |
 //! | `U`    | provider 0 upstream msgid             | UpstreamRecord (JSON)     |
 //! | `Q`    | ordering key 0 event id (16)          | EventRecord (JSON): queue |
+//! | `Z`    | at ms (8) id (16)                     | key to remove (retention) |
+//! | `L`    | due ms (8) mirror id (16)             | AliasMirror (JSON)        |
+//! | `K`    | provider 0 app 0 cid                  | due (8) mirror id (16)    |
 //!
 //! Names never contain a 0 byte (validated), so the separator is unambiguous.
 
@@ -34,6 +37,10 @@ pub const UPSTREAM: u8 = b'U';
 pub const ORDERED: u8 = b'Q';
 /// Scheduled removals: `Z ++ at(8) ++ id(16)` → the key to remove.
 pub const REMOVAL: u8 = b'Z';
+/// Pending alias mirrors: `L ++ due(8) ++ id(16)` → AliasMirror (JSON).
+pub const MIRROR: u8 = b'L';
+/// A device's current alias mirror: `K provider 0 app 0 cid` → `due(8) ++ id(16)`.
+pub const MIRROR_OF_DEVICE: u8 = b'K';
 
 fn join(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>();
@@ -147,6 +154,20 @@ pub fn parse_timed(key: &[u8]) -> Option<(u64, MessageId)> {
     let at = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
     let id: [u8; 16] = key.get(9..25)?.try_into().ok()?;
     Some((at, MessageId::from_bytes(id)))
+}
+
+pub fn mirror(due: u64, id: MessageId) -> Vec<u8> {
+    let mut k = vec![MIRROR];
+    k.extend_from_slice(&due.to_be_bytes());
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+pub fn mirror_of_device(provider: &str, app: &str, cid: &str) -> Vec<u8> {
+    join(
+        MIRROR_OF_DEVICE,
+        &[provider.as_bytes(), app.as_bytes(), cid.as_bytes()],
+    )
 }
 
 pub fn event(due: u64, id: MessageId) -> Vec<u8> {

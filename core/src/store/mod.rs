@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 use crate::model::{
-    AliasRecord, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId, MessageRecord,
-    Receipt, UpstreamRecord,
+    AliasMirror, AliasRecord, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId,
+    MessageRecord, Receipt, UpstreamRecord,
 };
 
 /// A record [`WriteOp::ScheduleRemoval`] can remove.
@@ -50,10 +50,21 @@ pub enum BindError {
     Store(#[from] StoreError),
 }
 
+/// The alias mirrors a binding change must queue, for the providers that keep aliases
+/// themselves (see [`AliasMirror`]): given the devices the change touched, in the same atomic
+/// write as the change.
+pub type MirrorPlan<'a> = &'a (dyn Fn(&[DeviceRef]) -> Vec<WriteOp> + Send + Sync);
+
+/// A [`MirrorPlan`] for changes no provider mirrors.
+pub fn no_mirrors(_devices: &[DeviceRef]) -> Vec<WriteOp> {
+    Vec::new()
+}
+
 /// Alias ↔ device bindings of each app. A device belongs to at most one alias per app.
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
-    /// Binds `device` to `alias`, moving it from any other alias of the app.
+    /// Binds `device` to `alias`, moving it from any other alias of the app; `mirror` gives
+    /// the ops written with a change (not called when nothing changed).
     async fn bind_device(
         &self,
         app: &str,
@@ -61,6 +72,7 @@ pub trait IdentityStore: Send + Sync {
         device: &DeviceRef,
         max_devices: usize,
         now: u64,
+        mirror: MirrorPlan<'_>,
     ) -> Result<BindOutcome, BindError>;
 
     /// Unbinds one device from an alias; false if it was not bound there.
@@ -69,11 +81,16 @@ pub trait IdentityStore: Send + Sync {
         app: &str,
         alias: &str,
         device: &DeviceRef,
+        mirror: MirrorPlan<'_>,
     ) -> Result<bool, StoreError>;
 
     /// Unbinds every device of an alias; returns what was bound, if anything.
-    async fn unbind_alias(&self, app: &str, alias: &str)
-        -> Result<Option<AliasRecord>, StoreError>;
+    async fn unbind_alias(
+        &self,
+        app: &str,
+        alias: &str,
+        mirror: MirrorPlan<'_>,
+    ) -> Result<Option<AliasRecord>, StoreError>;
 
     /// The alias and its devices.
     async fn alias(&self, app: &str, alias: &str) -> Result<Option<AliasRecord>, StoreError>;
@@ -191,6 +208,13 @@ pub enum WriteOp {
         key: String,
         id: MessageId,
     },
+    /// Queues an alias mirror, superseding any mirror still pending for the same device
+    /// (provider, app, cid).
+    QueueAliasMirror(AliasMirror),
+    /// Reschedules a mirror (at its `next_attempt_at`), if it is still its device's current one.
+    RetryAliasMirror(AliasMirror),
+    /// Removes a mirror the provider took, if it is still its device's current one.
+    FinishAliasMirror(AliasMirror),
 }
 
 /// Messages, deliveries, the outbox, the TTL index and the webhook event outbox.
@@ -285,6 +309,16 @@ pub trait DeliveryStore: Send + Sync {
         provider: &str,
         msgid: &str,
     ) -> Result<Option<UpstreamRecord>, StoreError>;
+
+    /// Up to `limit` alias mirrors due at or before `now`, oldest first.
+    async fn due_alias_mirrors(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<AliasMirror>, StoreError>;
+
+    /// When the earliest pending alias mirror is due.
+    async fn next_alias_mirror(&self) -> Result<Option<u64>, StoreError>;
 
     /// The oldest queued event of an ordering key, after `after` if given.
     async fn next_ordered(

@@ -20,16 +20,16 @@ use super::journal::Write1;
 use super::keys;
 use super::layered::LayeredDb;
 use super::{
-    BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, Removable, Timer,
-    WriteOp,
+    BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, MirrorPlan, Removable,
+    Timer, WriteOp,
 };
 
 /// The value that marks a message-timer entry as a retention purge (empty: TTL expiry).
 const PURGE_MARK: &[u8] = b"P";
 use crate::error::StoreError;
 use crate::model::{
-    AliasRecord, BoundDevice, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId,
-    MessageRecord, Receipt, UpstreamRecord,
+    AliasMirror, AliasRecord, BoundDevice, DeliveryId, DeliveryRecord, DeviceRef, EventRecord,
+    MessageId, MessageRecord, Receipt, UpstreamRecord,
 };
 
 /// How to open the sled store.
@@ -96,6 +96,9 @@ impl Writes {
         self.0.push((key.as_ref().to_vec(), None));
     }
 }
+
+/// Outbox depth changes of a batch: `(provider, app, change)`.
+type DepthChanges = Vec<(String, String, i64)>;
 
 fn add(map: &mut HashMap<String, u64>, key: &str, change: i64) {
     let n = map.entry(key.to_string()).or_insert(0);
@@ -266,163 +269,10 @@ impl SledStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn first_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        match self.db.scan_prefix(prefix).next() {
-            Some(item) => item.map(|(k, _)| Some(k)),
-            None => Ok(None),
-        }
-    }
-}
-
-fn count_outbox(db: &LayeredDb) -> Result<Depths, StoreError> {
-    let mut depths = Depths::default();
-    for item in db.scan_prefix(&[keys::OUTBOX]) {
-        let (k, app) = item?;
-        let name_end = k[1..].iter().position(|b| *b == 0).map(|p| p + 1);
-        if let Some(end) = name_end {
-            add(
-                &mut depths.by_provider,
-                &String::from_utf8_lossy(&k[1..end]),
-                1,
-            );
-            add(&mut depths.by_app, &String::from_utf8_lossy(&app), 1);
-        }
-    }
-    Ok(depths)
-}
-
-#[async_trait]
-impl IdentityStore for SledStore {
-    async fn bind_device(
-        &self,
-        app: &str,
-        alias: &str,
-        device: &DeviceRef,
-        max_devices: usize,
-        now: u64,
-    ) -> Result<BindOutcome, BindError> {
-        let _guard = self.lock_identity();
-        let device_key = keys::device(app, device);
-        let alias_key = keys::alias(app, alias);
-        let current = self.get_string(&device_key)?;
-        let mut record: AliasRecord =
-            self.get_alias(&alias_key, alias)?
-                .unwrap_or_else(|| AliasRecord {
-                    alias: alias.to_string(),
-                    devices: Vec::new(),
-                });
-        if current.as_deref() == Some(alias) && record.devices.iter().any(|d| d.is(device)) {
-            return Ok(BindOutcome {
-                record,
-                moved_from: None,
-                changed: false,
-            });
-        }
-        if record.devices.len() >= max_devices {
-            return Err(BindError::Full { max: max_devices });
-        }
-        let mut batch = Writes::default();
-        let moved_from = match current {
-            Some(old) if old != alias => {
-                let old_key = keys::alias(app, &old);
-                if let Some(mut old_record) = self.get_alias(&old_key, &old)? {
-                    old_record.devices.retain(|d| !d.is(device));
-                    if old_record.devices.is_empty() {
-                        batch.remove(old_key);
-                    } else {
-                        batch.insert(old_key, alias_codec::encode(&old_record));
-                    }
-                }
-                Some(old)
-            }
-            _ => None,
-        };
-        record.devices.push(BoundDevice {
-            provider: device.provider.clone(),
-            cid: device.cid.clone(),
-            bound_at: now,
-        });
-        batch.insert(alias_key, alias_codec::encode(&record));
-        batch.insert(device_key, alias.as_bytes());
-        self.write(batch)?;
-        Ok(BindOutcome {
-            record,
-            moved_from,
-            changed: true,
-        })
-    }
-
-    async fn unbind_device(
-        &self,
-        app: &str,
-        alias: &str,
-        device: &DeviceRef,
-    ) -> Result<bool, StoreError> {
-        let _guard = self.lock_identity();
-        let alias_key = keys::alias(app, alias);
-        let Some(mut record) = self.get_alias(&alias_key, alias)? else {
-            return Ok(false);
-        };
-        let before = record.devices.len();
-        record.devices.retain(|d| !d.is(device));
-        if record.devices.len() == before {
-            return Ok(false);
-        }
-        let mut batch = Writes::default();
-        if record.devices.is_empty() {
-            batch.remove(alias_key);
-        } else {
-            batch.insert(alias_key, alias_codec::encode(&record));
-        }
-        let device_key = keys::device(app, device);
-        if self.get_string(&device_key)?.as_deref() == Some(alias) {
-            batch.remove(device_key);
-        }
-        self.write(batch)?;
-        Ok(true)
-    }
-
-    async fn unbind_alias(
-        &self,
-        app: &str,
-        alias: &str,
-    ) -> Result<Option<AliasRecord>, StoreError> {
-        let _guard = self.lock_identity();
-        let alias_key = keys::alias(app, alias);
-        let Some(record) = self.get_alias(&alias_key, alias)? else {
-            return Ok(None);
-        };
-        let mut batch = Writes::default();
-        batch.remove(alias_key);
-        for bound in &record.devices {
-            let device_key = keys::device(app, &bound.device());
-            if self.get_string(&device_key)?.as_deref() == Some(alias) {
-                batch.remove(device_key);
-            }
-        }
-        self.write(batch)?;
-        Ok(Some(record))
-    }
-
-    async fn alias(&self, app: &str, alias: &str) -> Result<Option<AliasRecord>, StoreError> {
-        self.get_alias(&keys::alias(app, alias), alias)
-    }
-
-    async fn device_alias(
-        &self,
-        app: &str,
-        device: &DeviceRef,
-    ) -> Result<Option<String>, StoreError> {
-        self.get_string(&keys::device(app, device))
-    }
-}
-
-#[async_trait]
-impl DeliveryStore for SledStore {
-    async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        let mut batch = Writes::default();
-        // (provider, app, change)
-        let mut depth_changes: Vec<(String, String, i64)> = Vec::new();
+    /// Turns ops into writes on `batch`; returns the outbox depth changes
+    /// `(provider, app, change)`. Callers with mirror ops hold the identity lock.
+    fn plan(&self, ops: Vec<WriteOp>, batch: &mut Writes) -> Result<DepthChanges, StoreError> {
+        let mut depth_changes: DepthChanges = Vec::new();
         for op in ops {
             match op {
                 WriteOp::PutMessage(m) => batch.insert(keys::message(m.id), encode(&m)),
@@ -509,8 +359,16 @@ impl DeliveryStore for SledStore {
                     }
                 },
                 WriteOp::DeleteOrdered { key, id } => batch.remove(keys::ordered(&key, id)),
+                op @ (WriteOp::QueueAliasMirror(_)
+                | WriteOp::RetryAliasMirror(_)
+                | WriteOp::FinishAliasMirror(_)) => self.plan_mirror(op, batch)?,
             }
         }
+        Ok(depth_changes)
+    }
+
+    /// Writes a planned batch and counts its outbox changes.
+    fn write_planned(&self, batch: Writes, depth_changes: DepthChanges) -> Result<(), StoreError> {
         self.write(batch)?;
         if !depth_changes.is_empty() {
             let mut depth = self.depths();
@@ -520,6 +378,214 @@ impl DeliveryStore for SledStore {
             }
         }
         Ok(())
+    }
+
+    /// The writes of a mirror op (identity lock held): queue supersedes the device's pending
+    /// mirror; retry and finish apply only to the device's current one.
+    fn plan_mirror(&self, op: WriteOp, batch: &mut Writes) -> Result<(), StoreError> {
+        let (mirror, queue, finish) = match op {
+            WriteOp::QueueAliasMirror(m) => (m, true, false),
+            WriteOp::RetryAliasMirror(m) => (m, false, false),
+            WriteOp::FinishAliasMirror(m) => (m, false, true),
+            _ => return Ok(()),
+        };
+        let pointer_key = keys::mirror_of_device(&mirror.provider, &mirror.app, &mirror.cid);
+        let current = self
+            .db
+            .get(&pointer_key)?
+            .and_then(|v| keys::parse_timed(&[&[keys::MIRROR][..], &v].concat()));
+        if !queue && current.map(|(_, id)| id) != Some(mirror.id) {
+            return Ok(());
+        }
+        if let Some((due, id)) = current {
+            batch.remove(keys::mirror(due, id));
+        }
+        if finish {
+            batch.remove(pointer_key);
+            return Ok(());
+        }
+        let key = keys::mirror(mirror.next_attempt_at, mirror.id);
+        batch.insert(pointer_key, &key[1..]);
+        batch.insert(key, encode(&mirror));
+        Ok(())
+    }
+
+    fn first_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        match self.db.scan_prefix(prefix).next() {
+            Some(item) => item.map(|(k, _)| Some(k)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn count_outbox(db: &LayeredDb) -> Result<Depths, StoreError> {
+    let mut depths = Depths::default();
+    for item in db.scan_prefix(&[keys::OUTBOX]) {
+        let (k, app) = item?;
+        let name_end = k[1..].iter().position(|b| *b == 0).map(|p| p + 1);
+        if let Some(end) = name_end {
+            add(
+                &mut depths.by_provider,
+                &String::from_utf8_lossy(&k[1..end]),
+                1,
+            );
+            add(&mut depths.by_app, &String::from_utf8_lossy(&app), 1);
+        }
+    }
+    Ok(depths)
+}
+
+#[async_trait]
+impl IdentityStore for SledStore {
+    async fn bind_device(
+        &self,
+        app: &str,
+        alias: &str,
+        device: &DeviceRef,
+        max_devices: usize,
+        now: u64,
+        mirror: MirrorPlan<'_>,
+    ) -> Result<BindOutcome, BindError> {
+        let _guard = self.lock_identity();
+        let device_key = keys::device(app, device);
+        let alias_key = keys::alias(app, alias);
+        let current = self.get_string(&device_key)?;
+        let mut record: AliasRecord =
+            self.get_alias(&alias_key, alias)?
+                .unwrap_or_else(|| AliasRecord {
+                    alias: alias.to_string(),
+                    devices: Vec::new(),
+                });
+        if current.as_deref() == Some(alias) && record.devices.iter().any(|d| d.is(device)) {
+            return Ok(BindOutcome {
+                record,
+                moved_from: None,
+                changed: false,
+            });
+        }
+        if record.devices.len() >= max_devices {
+            return Err(BindError::Full { max: max_devices });
+        }
+        let mut batch = Writes::default();
+        let moved_from = match current {
+            Some(old) if old != alias => {
+                let old_key = keys::alias(app, &old);
+                if let Some(mut old_record) = self.get_alias(&old_key, &old)? {
+                    old_record.devices.retain(|d| !d.is(device));
+                    if old_record.devices.is_empty() {
+                        batch.remove(old_key);
+                    } else {
+                        batch.insert(old_key, alias_codec::encode(&old_record));
+                    }
+                }
+                Some(old)
+            }
+            _ => None,
+        };
+        record.devices.push(BoundDevice {
+            provider: device.provider.clone(),
+            cid: device.cid.clone(),
+            bound_at: now,
+        });
+        batch.insert(alias_key, alias_codec::encode(&record));
+        batch.insert(device_key, alias.as_bytes());
+        let depth = self.plan(mirror(std::slice::from_ref(device)), &mut batch)?;
+        self.write_planned(batch, depth)?;
+        Ok(BindOutcome {
+            record,
+            moved_from,
+            changed: true,
+        })
+    }
+
+    async fn unbind_device(
+        &self,
+        app: &str,
+        alias: &str,
+        device: &DeviceRef,
+        mirror: MirrorPlan<'_>,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.lock_identity();
+        let alias_key = keys::alias(app, alias);
+        let Some(mut record) = self.get_alias(&alias_key, alias)? else {
+            return Ok(false);
+        };
+        let before = record.devices.len();
+        record.devices.retain(|d| !d.is(device));
+        if record.devices.len() == before {
+            return Ok(false);
+        }
+        let mut batch = Writes::default();
+        if record.devices.is_empty() {
+            batch.remove(alias_key);
+        } else {
+            batch.insert(alias_key, alias_codec::encode(&record));
+        }
+        let device_key = keys::device(app, device);
+        if self.get_string(&device_key)?.as_deref() == Some(alias) {
+            batch.remove(device_key);
+        }
+        let depth = self.plan(mirror(std::slice::from_ref(device)), &mut batch)?;
+        self.write_planned(batch, depth)?;
+        Ok(true)
+    }
+
+    async fn unbind_alias(
+        &self,
+        app: &str,
+        alias: &str,
+        mirror: MirrorPlan<'_>,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        let _guard = self.lock_identity();
+        let alias_key = keys::alias(app, alias);
+        let Some(record) = self.get_alias(&alias_key, alias)? else {
+            return Ok(None);
+        };
+        let mut batch = Writes::default();
+        batch.remove(alias_key);
+        for bound in &record.devices {
+            let device_key = keys::device(app, &bound.device());
+            if self.get_string(&device_key)?.as_deref() == Some(alias) {
+                batch.remove(device_key);
+            }
+        }
+        let devices: Vec<DeviceRef> = record.devices.iter().map(|d| d.device()).collect();
+        let depth = self.plan(mirror(&devices), &mut batch)?;
+        self.write_planned(batch, depth)?;
+        Ok(Some(record))
+    }
+
+    async fn alias(&self, app: &str, alias: &str) -> Result<Option<AliasRecord>, StoreError> {
+        self.get_alias(&keys::alias(app, alias), alias)
+    }
+
+    async fn device_alias(
+        &self,
+        app: &str,
+        device: &DeviceRef,
+    ) -> Result<Option<String>, StoreError> {
+        self.get_string(&keys::device(app, device))
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SledStore {
+    async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        // Mirror ops read and move a device's pointer: serialised with binding changes.
+        let _guard = ops
+            .iter()
+            .any(|op| {
+                matches!(
+                    op,
+                    WriteOp::QueueAliasMirror(_)
+                        | WriteOp::RetryAliasMirror(_)
+                        | WriteOp::FinishAliasMirror(_)
+                )
+            })
+            .then(|| self.lock_identity());
+        let mut batch = Writes::default();
+        let depth_changes = self.plan(ops, &mut batch)?;
+        self.write_planned(batch, depth_changes)
     }
 
     async fn commit(&self) -> Result<(), StoreError> {
@@ -727,6 +793,33 @@ impl DeliveryStore for SledStore {
         }
     }
 
+    async fn due_alias_mirrors(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<AliasMirror>, StoreError> {
+        let prefix = [keys::MIRROR];
+        let mut out = Vec::new();
+        for item in self.db.range(
+            keys::time_start(&prefix, 0),
+            Some(keys::time_bound(&prefix, now)),
+        ) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    async fn next_alias_mirror(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .first_key_with_prefix(&[keys::MIRROR])?
+            .and_then(|k| keys::parse_timed(&k))
+            .map(|(due, _)| due))
+    }
+
     async fn next_event_due(&self) -> Result<Option<u64>, StoreError> {
         Ok(self
             .first_key_with_prefix(&[keys::EVENT])?
@@ -738,6 +831,7 @@ impl DeliveryStore for SledStore {
 #[cfg(test)]
 mod tests {
     use super::super::journal::{EntryBuffer, Journal};
+    use super::super::no_mirrors;
     use super::*;
 
     #[tokio::test]
@@ -823,7 +917,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
         store
-            .bind_device("app", "alice", &device("c1"), 4, 1)
+            .bind_device("app", "alice", &device("c1"), 4, 1, &no_mirrors)
             .await
             .expect("bind");
         store.commit().await.expect("commit");
@@ -921,26 +1015,28 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
         let out = store
-            .bind_device("app", "alice", &device("c1"), 2, 1)
+            .bind_device("app", "alice", &device("c1"), 2, 1, &no_mirrors)
             .await
             .expect("bind");
         assert!(out.changed);
         let again = store
-            .bind_device("app", "alice", &device("c1"), 2, 2)
+            .bind_device("app", "alice", &device("c1"), 2, 2, &no_mirrors)
             .await
             .expect("rebind");
         assert!(!again.changed);
         assert_eq!(again.record.devices.len(), 1);
         store
-            .bind_device("app", "alice", &device("c2"), 2, 3)
+            .bind_device("app", "alice", &device("c2"), 2, 3, &no_mirrors)
             .await
             .expect("second device");
-        let full = store.bind_device("app", "alice", &device("c3"), 2, 4).await;
+        let full = store
+            .bind_device("app", "alice", &device("c3"), 2, 4, &no_mirrors)
+            .await;
         assert!(matches!(full, Err(BindError::Full { max: 2 })));
 
         // c1 moves to bob: alice keeps c2 only.
         let moved = store
-            .bind_device("app", "bob", &device("c1"), 2, 5)
+            .bind_device("app", "bob", &device("c1"), 2, 5, &no_mirrors)
             .await
             .expect("move");
         assert_eq!(moved.moved_from.as_deref(), Some("alice"));
@@ -963,16 +1059,16 @@ mod tests {
         assert!(store.alias("other", "bob").await.expect("get").is_none());
 
         assert!(store
-            .unbind_device("app", "bob", &device("c1"))
+            .unbind_device("app", "bob", &device("c1"), &no_mirrors)
             .await
             .expect("unbind"));
         assert!(!store
-            .unbind_device("app", "bob", &device("c1"))
+            .unbind_device("app", "bob", &device("c1"), &no_mirrors)
             .await
             .expect("unbind"));
         assert!(store.alias("app", "bob").await.expect("get").is_none());
         let removed = store
-            .unbind_alias("app", "alice")
+            .unbind_alias("app", "alice", &no_mirrors)
             .await
             .expect("unbind all");
         assert_eq!(removed.map(|r| r.devices.len()), Some(1));
@@ -1052,5 +1148,97 @@ mod tests {
         assert_eq!(store.outbox_depth("mock"), 0);
         assert_eq!(store.backlog("demo"), 0);
         assert_eq!(store.next_due("mock").await.expect("next"), None);
+    }
+
+    fn mirror(cid: &str, alias: &str, due: u64) -> AliasMirror {
+        AliasMirror {
+            id: MessageId::generate(),
+            app: "app".into(),
+            provider: "getui".into(),
+            cid: cid.into(),
+            alias: alias.into(),
+            op: crate::model::MirrorOp::Bind,
+            attempts: 0,
+            next_attempt_at: due,
+            created_at: due,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newer_alias_mirror_supersedes_and_old_ones_change_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let first = mirror("c1", "alice", 10);
+        let other = mirror("c2", "bob", 20);
+        store
+            .apply(vec![
+                WriteOp::QueueAliasMirror(first.clone()),
+                WriteOp::QueueAliasMirror(other.clone()),
+            ])
+            .await
+            .expect("queue");
+        let newer = mirror("c1", "carol", 30);
+        store
+            .apply(vec![WriteOp::QueueAliasMirror(newer.clone())])
+            .await
+            .expect("supersede");
+        let due = store.due_alias_mirrors(100, 10).await.expect("due");
+        assert_eq!(
+            due,
+            vec![other.clone(), newer.clone()],
+            "c1's first is gone"
+        );
+        // The superseded one finishing or retrying touches nothing.
+        let mut late = first.clone();
+        late.next_attempt_at = 5;
+        store
+            .apply(vec![
+                WriteOp::RetryAliasMirror(late),
+                WriteOp::FinishAliasMirror(first),
+            ])
+            .await
+            .expect("stale ops");
+        assert_eq!(
+            store.due_alias_mirrors(100, 10).await.expect("due").len(),
+            2
+        );
+        // The current one is rescheduled, then finished.
+        let mut retried = newer.clone();
+        retried.attempts = 1;
+        retried.next_attempt_at = 50;
+        store
+            .apply(vec![WriteOp::RetryAliasMirror(retried.clone())])
+            .await
+            .expect("retry");
+        assert_eq!(store.next_alias_mirror().await.expect("next"), Some(20));
+        assert_eq!(
+            store.due_alias_mirrors(40, 10).await.expect("due"),
+            vec![other.clone()]
+        );
+        store
+            .apply(vec![WriteOp::FinishAliasMirror(retried)])
+            .await
+            .expect("finish");
+        store
+            .apply(vec![WriteOp::FinishAliasMirror(other)])
+            .await
+            .expect("finish");
+        assert_eq!(store.next_alias_mirror().await.expect("next"), None);
+        // Queued with a bind, in the same write, and still there after a restart.
+        store
+            .bind_device("app", "dave", &device("c9"), 4, 1, &|devices| {
+                devices
+                    .iter()
+                    .map(|d| WriteOp::QueueAliasMirror(mirror(&d.cid, "dave", 60)))
+                    .collect()
+            })
+            .await
+            .expect("bind");
+        store.commit().await.expect("commit");
+        drop(store);
+        let store = open(dir.path());
+        let due = store.due_alias_mirrors(100, 10).await.expect("due");
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].cid.as_str(), due[0].alias.as_str()), ("c9", "dave"));
     }
 }
