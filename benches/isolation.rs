@@ -13,8 +13,8 @@ use serde_json::json;
 use support::client::Api;
 use support::gateway::{config, GatewayProcess};
 
-const ROUNDS: usize = 3;
-const THROUGH_B: usize = 300;
+const ROUNDS: usize = 5;
+const THROUGH_B: usize = 1000;
 
 fn isolation_config(dir: &std::path::Path, a_down: bool) -> String {
     let a = if a_down {
