@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{AppSettings, Engine, EngineSettings, NewMessage};
-use crate::model::{DeliveryId, DeliveryState, DeviceRef, Receipt, ReceiptStatus, Target};
+use super::{AppSettings, Engine, EngineSettings, NewMessage, ReceiptReport};
+use crate::model::{
+    DeliveryId, DeliveryRecord, DeliveryState, DeviceRef, Receipt, ReceiptStatus, Target,
+};
 use crate::provider::{OutboundDelivery, Provider, ProviderError, ProviderLimits, Sent};
 use crate::store::{SledOptions, SledStore, Store};
 
@@ -75,6 +77,32 @@ fn fixture(receipt_timeout: Option<Duration>) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// The delivery record as stored.
+    async fn delivery(&self, id: DeliveryId) -> DeliveryRecord {
+        self.engine
+            .store()
+            .delivery(id)
+            .await
+            .expect("read")
+            .expect("delivery")
+    }
+
+    /// Applies the device's `delivered` receipt for `id`.
+    async fn receipt(&self, id: DeliveryId) -> ReceiptReport {
+        let receipt = Receipt {
+            provider_ref: format!("ref-{id}"),
+            cid: "c1".into(),
+            status: ReceiptStatus::Delivered,
+            at: None,
+        };
+        self.engine
+            .apply_receipts("p", vec![receipt])
+            .await
+            .expect("receipt")
+    }
+}
+
 /// Accepts a message to device `c1`; returns its delivery and the outbox time it is due at.
 async fn accept_one(f: &Fixture) -> (DeliveryId, u64) {
     let to = Target::Device(DeviceRef {
@@ -120,13 +148,7 @@ async fn an_outbox_entry_a_finished_send_took_is_not_sent_again() {
     // A scan that read the entry before that send removed it hands it over again.
     assert_eq!(f.engine.deliver(due, id).await.expect("stale"), None);
     assert_eq!(f.provider.sends.load(Ordering::SeqCst), 1);
-    let d = f
-        .engine
-        .store()
-        .delivery(id)
-        .await
-        .expect("read")
-        .expect("d");
+    let d = f.delivery(id).await;
     assert_eq!(d.state, DeliveryState::Sent);
     assert_eq!(
         d.next_attempt_at, None,
@@ -139,13 +161,7 @@ async fn a_sent_delivery_without_its_receipt_is_sent_again_then_settles() {
     let f = fixture(Some(Duration::from_millis(50)));
     let (id, due) = accept_one(&f).await;
     f.engine.deliver(due, id).await.expect("send");
-    let d = f
-        .engine
-        .store()
-        .delivery(id)
-        .await
-        .expect("read")
-        .expect("d");
+    let d = f.delivery(id).await;
     let retry_at = d.next_attempt_at.expect("receipt timeout scheduled");
     assert!(retry_at >= d.updated_at + 50);
     // Due: sent again, same idempotency key, recorded as a receipt timeout.
@@ -154,13 +170,7 @@ async fn a_sent_delivery_without_its_receipt_is_sent_again_then_settles() {
         Some(true)
     );
     assert_eq!(f.provider.sends.load(Ordering::SeqCst), 2);
-    let d = f
-        .engine
-        .store()
-        .delivery(id)
-        .await
-        .expect("read")
-        .expect("d");
+    let d = f.delivery(id).await;
     assert_eq!(d.state, DeliveryState::Sent);
     assert_eq!(d.attempts, 2);
     assert!(d
@@ -168,25 +178,9 @@ async fn a_sent_delivery_without_its_receipt_is_sent_again_then_settles() {
         .iter()
         .any(|t| t.reason.as_deref() == Some(crate::model::RECEIPT_TIMEOUT)));
     // The receipt settles it and takes the next timeout out of the outbox.
-    let receipt = Receipt {
-        provider_ref: format!("ref-{id}"),
-        cid: "c1".into(),
-        status: ReceiptStatus::Delivered,
-        at: None,
-    };
-    let report = f
-        .engine
-        .apply_receipts("p", vec![receipt])
-        .await
-        .expect("receipt");
+    let report = f.receipt(id).await;
     assert_eq!(report.applied, 1);
-    let d = f
-        .engine
-        .store()
-        .delivery(id)
-        .await
-        .expect("read")
-        .expect("d");
+    let d = f.delivery(id).await;
     assert_eq!(d.state, DeliveryState::Delivered);
     assert_eq!(d.next_attempt_at, None);
     assert_eq!(f.engine.store().next_due("p").await.expect("next"), None);
@@ -196,26 +190,10 @@ async fn a_sent_delivery_without_its_receipt_is_sent_again_then_settles() {
 async fn a_receipt_before_the_send_is_recorded_settles_it_in_the_same_write() {
     let f = fixture(Some(Duration::from_secs(60)));
     let (id, due) = accept_one(&f).await;
-    let receipt = Receipt {
-        provider_ref: format!("ref-{id}"),
-        cid: "c1".into(),
-        status: ReceiptStatus::Delivered,
-        at: None,
-    };
-    let report = f
-        .engine
-        .apply_receipts("p", vec![receipt])
-        .await
-        .expect("receipt");
+    let report = f.receipt(id).await;
     assert_eq!(report.early, 1, "kept until the send is recorded");
     f.engine.deliver(due, id).await.expect("send");
-    let d = f
-        .engine
-        .store()
-        .delivery(id)
-        .await
-        .expect("read")
-        .expect("d");
+    let d = f.delivery(id).await;
     assert_eq!(d.state, DeliveryState::Delivered);
     assert_eq!(d.next_attempt_at, None, "no receipt timeout left behind");
     assert_eq!(
