@@ -1,7 +1,7 @@
 //! The `pushgate` binary.
 
 fn main() {
-    pushgate_core::allocator::limit_malloc_arenas();
+    pushgate_engine::allocator::limit_malloc_arenas();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

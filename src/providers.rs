@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::plugin_host::PluginProvider;
-use pushgate_core::provider::Provider;
+use pushgate_engine::provider::Provider;
 use pushgate_getui::GetuiProvider;
 use pushgate_mock::MockProvider;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use pushgate_core::metrics::DESCRIPTIONS;
+use pushgate_engine::metrics::DESCRIPTIONS;
 
 /// Histogram buckets for every `_seconds` metric: 0.5 ms to 60 s.
 const SECONDS_BUCKETS: &[f64] = &[

@@ -11,13 +11,13 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use pushgate_core::clock::rfc3339;
-use pushgate_core::events::{EventFailure, EventTransport};
-use pushgate_core::model::EventRecord;
+use pushgate_engine::clock::rfc3339;
+use pushgate_engine::events::{EventFailure, EventTransport};
+use pushgate_engine::model::EventRecord;
 use sha2::Sha256;
 
 use crate::config::AppConfig;
-use pushgate_core::http_client::{self, HttpClient};
+use pushgate_engine::http_client::{self, HttpClient};
 
 /// Largest app server answer read (the rest is ignored).
 const MAX_REPLY_BYTES: usize = 1024 * 1024;

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use pushgate::http::{ApiKeys, ApiState};
-use pushgate_core::engine::{AppSettings, EngineSettings};
-use pushgate_core::store::{SledOptions, SledStore, Store};
-use pushgate_core::Engine;
+use pushgate_engine::engine::{AppSettings, EngineSettings};
+use pushgate_engine::store::Store;
+use pushgate_engine::Engine;
+use pushgate_store_sled::{SledOptions, SledStore};
 use support::client::Api;
 use tokio::net::TcpListener;
 

@@ -324,8 +324,8 @@ async fn upstream_lines_from_getui_reach_the_app_server_and_the_reply_reaches_bo
     );
 }
 
-fn pushgate_getui_test_client() -> pushgate_core::http_client::HttpClient {
-    pushgate_core::http_client::build(2)
+fn pushgate_getui_test_client() -> pushgate_engine::http_client::HttpClient {
+    pushgate_engine::http_client::build(2)
 }
 
 /// With Getui down, alias mirrors wait in the store: across a gateway restart, retried with

@@ -76,12 +76,13 @@ fn api_bodies_and_paths_never_panic() {
     let device = br#"{"to": {"device": {"provider": "mock", "cid": "c1"}}, "payload": null}"#;
     let path = b"/v1/apps/demo/aliases/%E7%94%A8/devices/mock/c1";
     for input in inputs(&[body, device, path]) {
-        if let Ok(request) = serde_json::from_slice::<pushgate_core::engine::MessageRequest>(&input)
+        if let Ok(request) =
+            serde_json::from_slice::<pushgate_engine::engine::MessageRequest>(&input)
         {
             let _ = request.into_message();
         }
         let _ =
-            pushgate::http::request::parse_json::<pushgate_core::engine::MessageRequest>(&input);
+            pushgate::http::request::parse_json::<pushgate_engine::engine::MessageRequest>(&input);
         let text = String::from_utf8_lossy(&input);
         let _ = pushgate::http::routes::Route::parse(&text);
     }

@@ -35,7 +35,7 @@ pub struct AppServer {
 }
 
 fn now_ms() -> u64 {
-    pushgate_core::clock::now_ms()
+    pushgate_engine::clock::now_ms()
 }
 
 impl AppServer {

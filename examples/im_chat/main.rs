@@ -22,7 +22,7 @@ use std::time::Duration;
 use ::http::Method;
 use app_server::AppServer;
 use http::Http;
-use pushgate_core::clock::now_ms;
+use pushgate_engine::clock::now_ms;
 use serde_json::{json, Value};
 
 const HOP_TIMEOUT: Duration = Duration::from_secs(15);

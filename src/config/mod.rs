@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use providers::Located;
 pub use providers::{ProviderConfig, ProviderSpec, RawProvider, KINDS};
-use pushgate_core::backoff::RetryPolicy;
+use pushgate_engine::backoff::RetryPolicy;
 
 /// A config problem, with the file and line it was found at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -467,7 +467,7 @@ fn validate_app(
     at: &Located<'_>,
 ) -> Result<(), ConfigError> {
     let label = format!("app {:?}", app.id);
-    pushgate_core::validate::name("app id", &app.id).map_err(|e| at.error(Some("id"), e.0))?;
+    pushgate_engine::validate::name("app id", &app.id).map_err(|e| at.error(Some("id"), e.0))?;
     if app.api_keys.is_empty() {
         return Err(at.error(
             Some("api_keys"),

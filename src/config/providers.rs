@@ -105,7 +105,7 @@ fn settings<T: DeserializeOwned>(raw: &RawProvider, at: &Located<'_>) -> Result<
 impl ProviderConfig {
     /// Validates one entry.
     pub fn from_raw(raw: &RawProvider, at: &Located<'_>) -> Result<Self, ConfigError> {
-        pushgate_core::validate::name("provider name", &raw.name)
+        pushgate_engine::validate::name("provider name", &raw.name)
             .map_err(|e| at.error(Some("name"), e.0))?;
         let spec = match raw.kind.as_str() {
             "mock" => {

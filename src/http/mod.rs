@@ -16,8 +16,8 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
-use pushgate_core::metrics as m;
-use pushgate_core::Engine;
+use pushgate_engine::metrics as m;
+use pushgate_engine::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use pushgate_core::{EngineError, ErrorClass};
+use pushgate_engine::{EngineError, ErrorClass};
 use serde::Serialize;
 
 /// What every handler returns.

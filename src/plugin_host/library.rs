@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use pushgate_core::metrics as m;
+use pushgate_engine::metrics as m;
 use pushgate_plugin_abi::{
     PluginVtable, ABI_VERSION, ABI_VERSION_SYMBOL, ENTRY_SYMBOL, MIN_VTABLE_SIZE,
 };

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pushgate_core::metrics as m;
-use pushgate_core::model::{Receipt, ReceiptStatus, Upstream};
-use pushgate_core::provider::{
+use pushgate_engine::metrics as m;
+use pushgate_engine::model::{Receipt, ReceiptStatus, Upstream};
+use pushgate_engine::provider::{
     CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, ParsedUpstream, Provider,
     ProviderError, ProviderLimits, RejectedItem, Sent,
 };

@@ -2,8 +2,8 @@
 //! each line verified on its own; forged or foreign-app lines are refused with a reason
 //! that never contains a secret or a signature.
 
-use pushgate_core::model::{Receipt, ReceiptStatus, Upstream};
-use pushgate_core::provider::{parse_lines, ParsedReceipts, ParsedUpstream};
+use pushgate_api::model::{Receipt, ReceiptStatus, Upstream};
+use pushgate_api::provider::{parse_lines, ParsedReceipts, ParsedUpstream};
 
 use crate::sign::{receipt_sign, same_sign, upstream_sign};
 use crate::wire::{ReceiptLine, UpstreamLine};

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use pushgate_core::clock::now_ms;
-use pushgate_core::provider::ProviderError;
+use pushgate_api::clock::now_ms;
+use pushgate_api::provider::ProviderError;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -20,7 +20,7 @@ use crate::sign::auth_sign;
 use crate::wire::{
     AliasList, AliasPair, AuthData, AuthRequest, BatchRequest, Envelope, PushRequest, PushResult,
 };
-use pushgate_core::http_client::HttpClient;
+use pushgate_api::http_client::HttpClient;
 
 /// Longest answer read from Getui.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;

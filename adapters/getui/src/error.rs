@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pushgate_core::provider::ProviderError;
+use pushgate_api::provider::ProviderError;
 
 /// A Getui adapter that cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ pub fn classify(code: i64, msg: &str, http_status: u16) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushgate_core::provider::Retry;
+    use pushgate_api::provider::Retry;
 
     #[test]
     fn codes_map_to_retry_decisions() {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pushgate_core::provider::{
+use pushgate_api::provider::{
     CallbackError, CallbackRefusal, CallbackRequest, OutboundDelivery, ParsedReceipts,
     ParsedUpstream, Provider, ProviderError, ProviderLimits, Sent,
 };
@@ -49,7 +49,7 @@ impl GetuiProvider {
         settings.validate()?;
         let client = Arc::new(GetuiClient::new(
             settings.clone(),
-            pushgate_core::http_client::build(settings.concurrency),
+            pushgate_api::http_client::build(settings.concurrency),
         ));
         let jobs = (settings.max_batch > 1).then(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -340,7 +340,7 @@ impl Provider for GetuiProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushgate_core::model::{DeliveryId, MessageId};
+    use pushgate_api::model::{DeliveryId, MessageId};
 
     fn delivery(payload: serde_json::Value) -> OutboundDelivery {
         let id = DeliveryId {

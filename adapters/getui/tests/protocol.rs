@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushgate_core::model::{DeliveryId, MessageId};
-use pushgate_core::provider::{OutboundDelivery, Provider};
+use pushgate_api::model::{DeliveryId, MessageId};
+use pushgate_api::provider::{OutboundDelivery, Provider};
 use pushgate_getui::emulator::{Emulator, EmulatorConfig, Faults};
 use pushgate_getui::{GetuiProvider, GetuiSettings};
 use serde_json::{json, Value};

@@ -3,8 +3,8 @@
 //! where `sign = hex(hmac_sha256(secret, ref "\n" cid "\n" status "\n" ts))`.
 
 use hmac::{Hmac, Mac};
-use pushgate_core::model::{Receipt, ReceiptStatus, Upstream};
-use pushgate_core::provider::{parse_lines, ParsedReceipts, ParsedUpstream};
+use pushgate_api::model::{Receipt, ReceiptStatus, Upstream};
+use pushgate_api::provider::{parse_lines, ParsedReceipts, ParsedUpstream};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 

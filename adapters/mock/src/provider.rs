@@ -5,8 +5,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pushgate_core::clock::now_ms;
-use pushgate_core::provider::{
+use pushgate_api::clock::now_ms;
+use pushgate_api::provider::{
     CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, ParsedUpstream, Provider,
     ProviderContext, ProviderError, ProviderLimits, Sent,
 };
@@ -87,7 +87,7 @@ impl MockProvider {
         &self,
         cid: &str,
         payload: &str,
-    ) -> Result<pushgate_core::engine::UpstreamReport, MockError> {
+    ) -> Result<pushgate_api::UpstreamReport, MockError> {
         let sink = self
             .context
             .get()

@@ -1,8 +1,8 @@
 //! The app server's answer to `upstream.received`: `{"messages": [<POST /messages bodies>]}`,
 //! each sent with `from` set to the upstream sender.
 
-use pushgate_core::engine::MessageRequest;
-use pushgate_core::upstream::Replies;
+use pushgate_api::request::MessageRequest;
+use pushgate_api::upstream::Replies;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -42,7 +42,7 @@ pub fn parse(body: &[u8], sender: Option<String>) -> Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushgate_core::model::Target;
+    use pushgate_api::model::Target;
 
     #[test]
     fn replies_become_messages_from_the_sender() {

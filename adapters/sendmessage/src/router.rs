@@ -1,10 +1,10 @@
 //! Routing an upstream message: an `upstream.received` event ordered per sender, and with
 //! `upstream_relay` the envelope's message delivered directly.
 
-use pushgate_core::clock::rfc3339;
-use pushgate_core::engine::{AppSettings, NewMessage};
-use pushgate_core::model::{EventRecord, Target, UpstreamRecord};
-use pushgate_core::upstream::{Forward, Replies, UpstreamPlan, UpstreamRouter};
+use pushgate_api::clock::rfc3339;
+use pushgate_api::model::{EventRecord, Target, UpstreamRecord};
+use pushgate_api::upstream::{Forward, Replies, UpstreamPlan, UpstreamRouter};
+use pushgate_api::{AppSettings, NewMessage};
 use serde_json::{json, Value};
 
 use crate::config::SendMessageSettings;
@@ -96,7 +96,7 @@ impl UpstreamRouter for SendMessageRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushgate_core::model::MessageId;
+    use pushgate_api::model::MessageId;
 
     fn upstream(from: Option<&str>, payload: &str) -> UpstreamRecord {
         UpstreamRecord {

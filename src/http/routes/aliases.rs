@@ -5,8 +5,8 @@ use std::sync::Arc;
 use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::Request;
-use pushgate_core::clock::rfc3339;
-use pushgate_core::model::{AliasRecord, DeviceRef};
+use pushgate_engine::clock::rfc3339;
+use pushgate_engine::model::{AliasRecord, DeviceRef};
 use serde::Deserialize;
 use serde_json::json;
 

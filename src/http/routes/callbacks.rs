@@ -8,13 +8,13 @@ use std::sync::Arc;
 use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::Request;
-use pushgate_core::provider::{CallbackRefusal, CallbackRequest, ReceiptSink, UpstreamSink};
-use pushgate_core::{EngineError, ErrorClass};
+use pushgate_engine::provider::{CallbackRefusal, CallbackRequest, ReceiptSink, UpstreamSink};
+use pushgate_engine::{EngineError, ErrorClass};
 
 use crate::http::request::read_body;
 use crate::http::response::{json, ApiError, HttpResponse};
 use crate::http::ApiState;
-use pushgate_core::metrics as m;
+use pushgate_engine::metrics as m;
 
 /// Reads a callback for a configured provider.
 async fn callback_request(

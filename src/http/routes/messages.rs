@@ -5,8 +5,8 @@ use std::sync::Arc;
 use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::Request;
-use pushgate_core::clock::rfc3339;
-use pushgate_core::engine::MessageRequest;
+use pushgate_engine::clock::rfc3339;
+use pushgate_engine::engine::MessageRequest;
 use serde_json::json;
 
 use crate::http::request::{parse_json, read_body};
@@ -71,7 +71,7 @@ pub async fn get(state: &Arc<ApiState>, app: &str, id: &str) -> Result<HttpRespo
 }
 
 /// One entry of a delivery's `history`: `{"state", "at", "reason"?}`.
-fn history_entry(t: &pushgate_core::model::Transition) -> serde_json::Value {
+fn history_entry(t: &pushgate_engine::model::Transition) -> serde_json::Value {
     let mut entry = json!({"state": t.state, "at": rfc3339(t.at)});
     if let Some(reason) = &t.reason {
         entry["reason"] = json!(reason);

@@ -60,7 +60,7 @@ pub async fn upstream(
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let mock = mock(state, provider)?;
-    pushgate_core::validate::cid(cid).map_err(|e| ApiError::bad_request("invalid_cid", e.0))?;
+    pushgate_engine::validate::cid(cid).map_err(|e| ApiError::bad_request("invalid_cid", e.0))?;
     let (parts, body) = request.into_parts();
     let body = read_body(&parts.headers, body, state.max_body).await?;
     let upstream: UpstreamBody = parse_json(&body)?;

@@ -91,7 +91,7 @@ pub(crate) struct Shared {
     /// The next API call answers 301 naming this origin.
     pub redirect: Mutex<Option<String>>,
     pub receipts: mpsc::UnboundedSender<outbound::PendingReceipt>,
-    pub http: pushgate_core::http_client::HttpClient,
+    pub http: pushgate_api::http_client::HttpClient,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,7 +142,7 @@ impl Emulator {
             requests: Mutex::new(Vec::new()),
             redirect: Mutex::new(None),
             receipts: tx,
-            http: pushgate_core::http_client::build(8),
+            http: pushgate_api::http_client::build(8),
         });
         let pump = tokio::spawn(outbound::pump_receipts(shared.clone(), rx));
         let server = tokio::spawn(routes::serve(listener, shared.clone()));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use pushgate_core::clock::now_ms;
+use pushgate_api::clock::now_ms;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
-use pushgate_core::clock::now_ms;
+use pushgate_api::clock::now_ms;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 

@@ -4,7 +4,8 @@
 //! `pushgate-sendmessage` crate) decides how a message is forwarded to the app server and
 //! what the server's answer means.
 
-use crate::engine::{AppSettings, NewMessage};
+use crate::app::AppSettings;
+use crate::message::NewMessage;
 use crate::model::{EventRecord, UpstreamRecord};
 
 /// Forward an upstream message to the app server as an `upstream.received` event.

@@ -1,18 +1,8 @@
-//! Core's storage traits and the sled backend.
+//! The storage contract the engine talks to; each backend (the sled one in
+//! `pushgate-store-sled`) implements it.
 //!
-//! The engine talks only to [`Store`]; a backend on a distributed store implements the
-//! same traits. Multi-record changes go through [`DeliveryStore::apply`] as one atomic
-//! list of [`WriteOp`]s; durability is a separate, shared [`DeliveryStore::commit`].
-
-mod alias_codec;
-mod group_commit;
-mod journal;
-pub mod keys;
-mod layered;
-mod sled_store;
-
-pub use group_commit::{FlushFn, GroupCommit};
-pub use sled_store::{SledOptions, SledStore};
+//! Multi-record changes go through [`DeliveryStore::apply`] as one atomic list of
+//! [`WriteOp`]s; durability is a separate, shared [`DeliveryStore::commit`].
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::StoreError;
+use pushgate_engine::error::StoreError;
 
 /// The sled key holding the sequence number of the last batch applied to sled.
 pub const SEQUENCE_KEY: &[u8] = b"\x00journal-seq";

@@ -25,9 +25,9 @@ use std::time::Instant;
 
 use sled::IVec;
 
-use super::journal::{EntryBuffer, Journal, Write1, SEQUENCE_KEY};
-use crate::error::StoreError;
-use crate::metrics as m;
+use crate::journal::{EntryBuffer, Journal, Write1, SEQUENCE_KEY};
+use pushgate_engine::error::StoreError;
+use pushgate_engine::metrics as m;
 
 /// A key's newest unapplied change.
 #[derive(Clone, Debug)]

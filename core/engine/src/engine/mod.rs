@@ -8,17 +8,14 @@ mod accept;
 mod events;
 mod identity;
 mod receipts;
-mod request;
 mod transitions;
 mod upstream;
 
-#[cfg(test)]
-mod tests;
-
-pub use accept::{Accepted, NewMessage};
-pub use receipts::{ReceiptOutcome, ReceiptReport};
-pub use request::MessageRequest;
-pub use upstream::{UpstreamOutcome, UpstreamReport};
+pub use accept::Accepted;
+pub use pushgate_api::request::MessageRequest;
+pub use pushgate_api::{AppSettings, NewMessage, ReceiptReport, UpstreamReport};
+pub use receipts::ReceiptOutcome;
+pub use upstream::UpstreamOutcome;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,19 +30,6 @@ use crate::model::{DeliveryId, MessageId};
 use crate::provider::{Provider, ProviderContext};
 use crate::store::{Store, WriteOp};
 use crate::upstream::UpstreamRouter;
-
-/// What the engine needs to know of an app (the HTTP layer keeps its API keys).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AppSettings {
-    pub id: String,
-    /// Provider for messages that name none and for remote alias resolution.
-    pub default_provider: String,
-    pub max_devices_per_alias: usize,
-    /// Whether the app has a webhook URL (no events are stored otherwise).
-    pub webhooks: bool,
-    /// Deliveries waiting in the outboxes beyond which new messages get 429 (0: no limit).
-    pub max_backlog: u64,
-}
 
 /// Engine-wide delivery settings.
 #[derive(Clone, Debug)]

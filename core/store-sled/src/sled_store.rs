@@ -1,6 +1,6 @@
 //! The embedded sled backend: one tree, atomic batches, a group-committed journal.
 //!
-//! Record encoding and the storage traits over [`super::layered::LayeredDb`]: every change
+//! Record encoding and the storage traits over [`crate::layered::LayeredDb`]: every change
 //! is one atomic batch in the commit journal and overlay; a commit syncs the journal; a
 //! background thread applies the overlay to sled and checkpoints.
 
@@ -14,20 +14,20 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::alias_codec;
-use super::group_commit::GroupCommit;
-use super::journal::Write1;
-use super::keys;
-use super::layered::LayeredDb;
-use super::{
+use crate::alias_codec;
+use crate::group_commit::GroupCommit;
+use crate::journal::Write1;
+use crate::keys;
+use crate::layered::LayeredDb;
+use pushgate_engine::store::{
     BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, MirrorPlan, Removable,
     Timer, WriteOp,
 };
 
 /// The value that marks a message-timer entry as a retention purge (empty: TTL expiry).
 const PURGE_MARK: &[u8] = b"P";
-use crate::error::StoreError;
-use crate::model::{
+use pushgate_engine::error::StoreError;
+use pushgate_engine::model::{
     AliasMirror, AliasRecord, BoundDevice, DeliveryId, DeliveryRecord, DeviceRef, EventRecord,
     MessageId, MessageRecord, Receipt, UpstreamRecord,
 };
@@ -62,7 +62,7 @@ impl SledOptions {
     }
 }
 
-/// The sled-backed [`super::Store`].
+/// The sled-backed [`pushgate_engine::store::Store`].
 pub struct SledStore {
     db: Arc<LayeredDb>,
     commits: GroupCommit,
@@ -830,9 +830,9 @@ impl DeliveryStore for SledStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::journal::{EntryBuffer, Journal};
-    use super::super::no_mirrors;
     use super::*;
+    use crate::journal::{EntryBuffer, Journal};
+    use pushgate_engine::store::no_mirrors;
 
     #[tokio::test]
     async fn ordered_queues_keep_id_order_per_key() {
@@ -841,7 +841,7 @@ mod tests {
         let event = |key: &str| EventRecord {
             id: MessageId::generate(),
             app: "demo".into(),
-            kind: crate::model::EventKind::UpstreamReceived,
+            kind: pushgate_engine::model::EventKind::UpstreamReceived,
             created_at: 1,
             data: serde_json::Value::Null,
             attempts: 0,
@@ -1157,7 +1157,7 @@ mod tests {
             provider: "getui".into(),
             cid: cid.into(),
             alias: alias.into(),
-            op: crate::model::MirrorOp::Bind,
+            op: pushgate_engine::model::MirrorOp::Bind,
             attempts: 0,
             next_attempt_at: due,
             created_at: due,

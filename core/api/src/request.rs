@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::NewMessage;
 use crate::error::EngineError;
+use crate::message::NewMessage;
 use crate::model::Target;
 
 /// A message as JSON.

@@ -1,13 +1,14 @@
 //! Alias store micro benchmark: binds N aliases (one device each) in the sled store, then
 //! measures alias resolution latency (random aliases) and the process RSS. Prints figures.
 //!
-//! `cargo bench -p pushgate-core --bench aliases -- [N] [LOOKUPS]` (defaults 1,000,000 and
+//! `cargo bench -p pushgate-store-sled --bench aliases -- [N] [LOOKUPS]` (defaults 1,000,000 and
 //! 200,000); `CACHE_MB` sets sled's cache (default 64).
 
 use std::time::Instant;
 
-use pushgate_core::model::DeviceRef;
-use pushgate_core::store::{no_mirrors, IdentityStore, SledOptions, SledStore};
+use pushgate_engine::model::DeviceRef;
+use pushgate_engine::store::{no_mirrors, IdentityStore};
+use pushgate_store_sled::{SledOptions, SledStore};
 use rand::Rng;
 
 fn rss_mib() -> f64 {
@@ -27,7 +28,7 @@ fn pct(sorted: &[u128], p: f64) -> f64 {
 
 fn main() {
     // As the gateway's own main does.
-    pushgate_core::allocator::limit_malloc_arenas();
+    pushgate_engine::allocator::limit_malloc_arenas();
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(run()),
         Err(e) => eprintln!("cannot start the runtime: {e}"),
@@ -62,13 +63,13 @@ async fn run() {
             .expect("bind");
         // The API flushes every bind (group commit); flush in batches here.
         if i % 1000 == 999 {
-            pushgate_core::store::DeliveryStore::commit(&store)
+            pushgate_engine::store::DeliveryStore::commit(&store)
                 .await
                 .expect("flush");
         }
     }
     let bind_secs = started.elapsed().as_secs_f64();
-    pushgate_core::store::DeliveryStore::commit(&store)
+    pushgate_engine::store::DeliveryStore::commit(&store)
         .await
         .expect("flush");
     let rss_bound = rss_mib();

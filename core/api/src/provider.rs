@@ -206,7 +206,7 @@ pub trait ReceiptSink: Send + Sync {
         &self,
         provider: &str,
         request: CallbackRequest,
-    ) -> Result<crate::engine::ReceiptReport, crate::error::EngineError>;
+    ) -> Result<crate::reports::ReceiptReport, crate::error::EngineError>;
 
     /// Applies receipts that `provider`'s adapter already parsed and verified; returns once
     /// their effects are on disk.
@@ -214,7 +214,7 @@ pub trait ReceiptSink: Send + Sync {
         &self,
         provider: &str,
         receipts: Vec<Receipt>,
-    ) -> Result<crate::engine::ReceiptReport, crate::error::EngineError>;
+    ) -> Result<crate::reports::ReceiptReport, crate::error::EngineError>;
 }
 
 /// Where verified upstream messages go: the engine implements it. Providers whose devices
@@ -227,7 +227,7 @@ pub trait UpstreamSink: Send + Sync {
         &self,
         provider: &str,
         request: CallbackRequest,
-    ) -> Result<crate::engine::UpstreamReport, crate::error::EngineError>;
+    ) -> Result<crate::reports::UpstreamReport, crate::error::EngineError>;
 }
 
 /// What a provider gets when the gateway starts it.

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-use super::{AppSettings, Engine, NewMessage};
+use super::{AppSettings, Engine, NewMessage, UpstreamReport};
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics as m;
@@ -23,15 +23,6 @@ pub enum UpstreamOutcome {
     Duplicate,
     /// No app uses this provider: nowhere to forward it.
     Unowned,
-}
-
-/// Counts of what an upstream callback did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct UpstreamReport {
-    pub accepted: usize,
-    pub duplicates: usize,
-    pub rejected: usize,
-    pub relayed: usize,
 }
 
 impl Engine {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::error::StoreError;
-use crate::metrics as m;
+use pushgate_engine::error::StoreError;
+use pushgate_engine::metrics as m;
 
 /// A boxed flush operation of the backend.
 pub type FlushFn =

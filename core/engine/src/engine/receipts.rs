@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::Engine;
+use super::{Engine, ReceiptReport};
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics as m;
@@ -37,15 +37,6 @@ impl ReceiptOutcome {
             Self::Mismatch => "mismatch",
         }
     }
-}
-
-/// Counts of what a receipts callback did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ReceiptReport {
-    pub applied: usize,
-    pub duplicates: usize,
-    pub early: usize,
-    pub rejected: usize,
 }
 
 impl Engine {

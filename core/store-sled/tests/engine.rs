@@ -1,5 +1,5 @@
-//! Engine unit tests: the send path against a real store in a temp dir and a provider that
-//! counts its sends (no workers run; each step is driven by hand).
+//! The engine's send path against the sled store in a temp dir and a provider that counts
+//! its sends (no workers run; each step is driven by hand).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{AppSettings, Engine, EngineSettings, NewMessage, ReceiptReport};
-use crate::model::{
+use pushgate_engine::engine::{AppSettings, Engine, EngineSettings, NewMessage, ReceiptReport};
+use pushgate_engine::model::{
     DeliveryId, DeliveryRecord, DeliveryState, DeviceRef, Receipt, ReceiptStatus, Target,
 };
-use crate::provider::{OutboundDelivery, Provider, ProviderError, ProviderLimits, Sent};
-use crate::store::{SledOptions, SledStore, Store};
+use pushgate_engine::provider::{OutboundDelivery, Provider, ProviderError, ProviderLimits, Sent};
+use pushgate_engine::store::Store;
+use pushgate_store_sled::{SledOptions, SledStore};
 
 /// A provider that accepts every send and counts them.
 struct Counting {
@@ -176,7 +177,7 @@ async fn a_sent_delivery_without_its_receipt_is_sent_again_then_settles() {
     assert!(d
         .history
         .iter()
-        .any(|t| t.reason.as_deref() == Some(crate::model::RECEIPT_TIMEOUT)));
+        .any(|t| t.reason.as_deref() == Some(pushgate_engine::model::RECEIPT_TIMEOUT)));
     // The receipt settles it and takes the next timeout out of the outbox.
     let report = f.receipt(id).await;
     assert_eq!(report.applied, 1);
