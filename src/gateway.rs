@@ -14,7 +14,7 @@ use pushgate_engine::mirrors::run_alias_mirrors;
 use pushgate_engine::store::Store;
 use pushgate_engine::{Engine, StoreError};
 use pushgate_sendmessage::{SendMessageRouter, SendMessageSettings};
-use pushgate_store_sled::{SledOptions, SledStore};
+use pushgate_store_sled::SledOptions;
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -77,7 +77,7 @@ impl Gateway {
         let mut options = SledOptions::new(data_dir.join("store"));
         options.cache_capacity = config.server.cache_capacity_mb * 1024 * 1024;
         options.commit_window = Duration::from_millis(config.server.commit_window_ms);
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(&options)?);
+        let store: Arc<dyn Store> = Arc::new(pushgate_store_sled::open(&options)?);
 
         let providers = config
             .providers

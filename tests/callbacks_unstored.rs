@@ -17,7 +17,7 @@ use pushgate::http::{ApiKeys, ApiState};
 use pushgate_engine::engine::{AppSettings, EngineSettings};
 use pushgate_engine::store::Store;
 use pushgate_engine::Engine;
-use pushgate_store_sled::{SledOptions, SledStore};
+use pushgate_store_sled::SledOptions;
 use support::client::Api;
 use tokio::net::TcpListener;
 
@@ -47,8 +47,9 @@ async fn callbacks_that_cannot_be_stored_are_refused_so_the_provider_retries() {
     let path = dir.path().join("pushgate.toml");
     std::fs::write(&path, CONFIG).expect("write config");
     let config = pushgate::Config::load(&path).expect("config");
-    let store =
-        Arc::new(SledStore::open(&SledOptions::new(dir.path().join("store"))).expect("open"));
+    let store = Arc::new(
+        pushgate_store_sled::open(&SledOptions::new(dir.path().join("store"))).expect("open"),
+    );
     let providers = config
         .providers
         .iter()
@@ -106,7 +107,7 @@ async fn callbacks_that_cannot_be_stored_are_refused_so_the_provider_retries() {
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     assert_eq!(ok.json["early"], 1);
 
-    store.fail("injected: disk full");
+    store.kv().fail("injected: disk full");
     // The mock (the default contract): 503 with Retry-After.
     let refused = api
         .post_text("/v1/callbacks/mock/receipts", &mock_line)

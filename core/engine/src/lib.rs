@@ -16,11 +16,11 @@ pub mod locks;
 pub mod metrics;
 pub mod mirrors;
 pub mod scan_cursor;
-pub mod store;
 
 #[cfg(feature = "http-client")]
 pub use pushgate_api::http_client;
 pub use pushgate_api::{clock, error, model, provider, upstream, validate};
+pub use pushgate_store as store;
 
 pub use engine::{AppSettings, Engine, EngineSettings};
 pub use error::{EngineError, ErrorClass, StoreError};

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use pushgate_engine::model::DeviceRef;
 use pushgate_engine::store::{no_mirrors, IdentityStore};
-use pushgate_store_sled::{SledOptions, SledStore};
+use pushgate_store_sled::SledOptions;
 use rand::Rng;
 
 fn rss_mib() -> f64 {
@@ -49,7 +49,7 @@ async fn run() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     options.cache_capacity = cache_mb * 1024 * 1024;
-    let store = SledStore::open(&options).expect("open");
+    let store = pushgate_store_sled::open(&options).expect("open");
     let rss_start = rss_mib();
     let started = Instant::now();
     for i in 0..n {

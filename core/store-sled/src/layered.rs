@@ -214,8 +214,9 @@ impl LayeredDb {
     }
 
     /// Every key starting with `prefix`, in order.
+    #[cfg(test)]
     pub fn scan_prefix(&self, prefix: &[u8]) -> Merged<'_> {
-        self.range(prefix.to_vec(), prefix_end(prefix))
+        self.range(prefix.to_vec(), pushgate_store_kv::prefix_end(prefix))
     }
 
     /// Makes every batch written so far durable: appends them to the journal and syncs it.
@@ -351,18 +352,6 @@ impl LayeredDb {
     pub fn sled_sequence(&self) -> Result<u64, StoreError> {
         sled_sequence(&self.db)
     }
-}
-
-/// The smallest key greater than every key starting with `prefix` (`None`: no such key).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// Overlaid keys beyond which a commit also applies the overlay (see `commit_blocking`).
@@ -582,12 +571,5 @@ mod tests {
         assert_eq!(keys(&db, "k"), expected);
         let first = db.scan_prefix(b"k").next().expect("one").expect("item").0;
         assert_eq!(first.as_ref(), b"k001", "k000 is deleted in the overlay");
-    }
-
-    #[test]
-    fn prefix_end_handles_the_top_byte() {
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(&[b'a', 0xff]), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(&[0xff]), None);
     }
 }

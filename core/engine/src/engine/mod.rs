@@ -17,6 +17,9 @@ pub use pushgate_api::{AppSettings, NewMessage, ReceiptReport, UpstreamReport};
 pub use receipts::ReceiptOutcome;
 pub use upstream::UpstreamOutcome;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,7 +21,7 @@
 //!
 //! Names never contain a 0 byte (validated), so the separator is unambiguous.
 
-use pushgate_engine::model::{DeliveryId, DeviceRef, MessageId};
+use pushgate_api::model::{DeliveryId, DeviceRef, MessageId};
 
 pub const ALIAS: u8 = b'A';
 pub const DEVICE: u8 = b'D';

@@ -1,5 +1,5 @@
-//! The storage contract the engine talks to; each backend (the sled one in
-//! `pushgate-store-sled`) implements it.
+//! pushgate-store: the storage contract the engine talks to. Backends implement it: the
+//! key-value layer of `pushgate-store-kv` (over sled in `pushgate-store-sled`, or in memory).
 //!
 //! Multi-record changes go through [`DeliveryStore::apply`] as one atomic list of
 //! [`WriteOp`]s; durability is a separate, shared [`DeliveryStore::commit`].
@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::StoreError;
-use crate::model::{
+use pushgate_api::error::StoreError;
+use pushgate_api::model::{
     AliasMirror, AliasRecord, DeliveryId, DeliveryRecord, DeviceRef, EventRecord, MessageId,
     MessageRecord, Receipt, UpstreamRecord,
 };

@@ -1,74 +1,33 @@
-//! The embedded sled backend: one tree, atomic batches, a group-committed journal.
-//!
-//! Record encoding and the storage traits over [`crate::layered::LayeredDb`]: every change
-//! is one atomic batch in the commit journal and overlay; a commit syncs the journal; a
-//! background thread applies the overlay to sled and checkpoints.
+//! The storage contract over any ordered key-value engine ([`Kv`]): records are encoded
+//! under the layout of [`crate::keys`], every change is one atomic batch of key writes, and
+//! the engine's queries are range scans. The sled backend and the in-memory one share it.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::alias_codec;
-use crate::group_commit::GroupCommit;
-use crate::journal::Write1;
 use crate::keys;
-use crate::layered::LayeredDb;
-use pushgate_engine::store::{
+use crate::kv::{Kv, Write1};
+use pushgate_store::{
     BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, MirrorPlan, Removable,
     Timer, WriteOp,
 };
 
 /// The value that marks a message-timer entry as a retention purge (empty: TTL expiry).
 const PURGE_MARK: &[u8] = b"P";
-use pushgate_engine::error::StoreError;
-use pushgate_engine::model::{
+use pushgate_api::error::StoreError;
+use pushgate_api::model::{
     AliasMirror, AliasRecord, BoundDevice, DeliveryId, DeliveryRecord, DeviceRef, EventRecord,
     MessageId, MessageRecord, Receipt, UpstreamRecord,
 };
 
-/// How to open the sled store.
-#[derive(Clone, Debug)]
-pub struct SledOptions {
-    /// sled's directory; the commit journal lives in its `journal` subdirectory.
-    pub path: PathBuf,
-    /// sled's page cache size in bytes.
-    pub cache_capacity: u64,
-    /// Pause before each group commit to gather more writers (zero: none).
-    pub commit_window: Duration,
-    /// How often journaled changes are applied to sled (changes that cancel out meanwhile
-    /// never reach it).
-    pub apply_interval: Duration,
-    /// How often sled is flushed and the journal behind it dropped.
-    pub checkpoint_interval: Duration,
-}
-
-impl SledOptions {
-    /// Defaults for `path`: 256 MiB cache, no commit window, apply every 100 ms, a checkpoint
-    /// every second.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        SledOptions {
-            path: path.into(),
-            cache_capacity: 256 * 1024 * 1024,
-            commit_window: Duration::ZERO,
-            apply_interval: Duration::from_millis(100),
-            checkpoint_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// The sled-backed [`pushgate_engine::store::Store`].
-pub struct SledStore {
-    db: Arc<LayeredDb>,
-    commits: GroupCommit,
-    /// Applies and checkpoints in the background; stops with a last checkpoint when the
-    /// store drops.
-    _maintainer: Maintainer,
+/// The [`pushgate_store::Store`] over the key-value engine `K`.
+pub struct KvStore<K: Kv> {
+    kv: K,
     /// Serialises alias/device read-modify-write sequences.
     identity_lock: Mutex<()>,
     /// Outbox entries per provider and per app, counted at open and kept up to date by
@@ -82,7 +41,7 @@ struct Depths {
     by_app: HashMap<String, u64>,
 }
 
-/// The writes of one atomic change, built like a `sled::Batch`.
+/// The writes of one atomic change.
 #[derive(Default)]
 struct Writes(Vec<Write1>);
 
@@ -117,134 +76,36 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
     })
 }
 
-/// The background thread that applies the overlay to sled every `apply_interval`,
-/// checkpoints every `checkpoint_interval`, and checkpoints once more when stopped.
-struct Maintainer {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Maintainer {
-    fn start(db: Arc<LayeredDb>, options: &SledOptions) -> Result<Self, StoreError> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let signal = stop.clone();
-        let (apply_every, checkpoint_every) = (options.apply_interval, options.checkpoint_interval);
-        let thread = std::thread::Builder::new()
-            .name("pushgate-store".into())
-            .spawn(move || {
-                let mut last_checkpoint = Instant::now();
-                loop {
-                    let (flag, wake) = &*signal;
-                    let stopped = {
-                        let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
-                        let (guard, _) = wake
-                            .wait_timeout_while(guard, apply_every, |stopped| !*stopped)
-                            .unwrap_or_else(|p| p.into_inner());
-                        *guard
-                    };
-                    if db.failure().is_some() {
-                        // Failed: a restart replays the journal; nothing here can help.
-                        if stopped {
-                            return;
-                        }
-                        continue;
-                    }
-                    let result = if stopped || last_checkpoint.elapsed() >= checkpoint_every {
-                        last_checkpoint = Instant::now();
-                        db.checkpoint()
-                    } else {
-                        db.apply_blocking()
-                    };
-                    if let Err(e) = result {
-                        // sled refuses every operation after an I/O error: no point going on.
-                        tracing::error!(error = %e, "store maintenance failed");
-                        db.fail(format!("applying to sled or checkpointing failed: {e}"));
-                    }
-                    if stopped {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| StoreError::Backend(format!("cannot start the store thread: {e}")))?;
-        Ok(Maintainer {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Maintainer {
-    fn drop(&mut self) {
-        let (flag, wake) = &*self.stop;
-        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl SledStore {
-    /// Opens (or creates) the store, replaying the journal into sled; must run inside a
-    /// Tokio runtime (group commits sync the journal on its blocking pool).
-    pub fn open(options: &SledOptions) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(&options.path)
-            .cache_capacity(options.cache_capacity)
-            .mode(sled::Mode::HighThroughput)
-            // Durability comes from the journal; sled is flushed by checkpoints only.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| {
-                StoreError::Backend(format!(
-                    "cannot open data dir {}: {e}",
-                    options.path.display()
-                ))
-            })?;
-        let db = Arc::new(LayeredDb::open(db, &options.path.join("journal"))?);
-        let committer = db.clone();
-        let commits = GroupCommit::start(
-            Box::new(move || {
-                let db = committer.clone();
-                Box::pin(async move {
-                    tokio::task::spawn_blocking(move || db.commit_blocking())
-                        .await
-                        .map_err(|e| StoreError::Backend(format!("journal sync stopped: {e}")))?
-                })
-            }),
-            options.commit_window,
-        );
-        let maintainer = Maintainer::start(db.clone(), options)?;
-        let depth = count_outbox(&db)?;
-        Ok(SledStore {
-            db,
-            commits,
-            _maintainer: maintainer,
+impl<K: Kv> KvStore<K> {
+    /// The store over `kv`, counting its outbox.
+    pub fn new(kv: K) -> Result<Self, StoreError> {
+        let depth = count_outbox(&kv)?;
+        Ok(KvStore {
+            kv,
             identity_lock: Mutex::new(()),
             outbox_depth: Mutex::new(depth),
         })
     }
 
-    /// Marks the store failed, as a journal write error does: every later commit fails until
-    /// a restart replays the journal. For fault-injection tests of what callers do then.
-    pub fn fail(&self, reason: &str) {
-        self.db.fail(reason.to_string());
+    /// The key-value engine underneath.
+    pub fn kv(&self) -> &K {
+        &self.kv
     }
 
     /// Records one atomic change (visible at once, durable after the next commit).
     fn write(&self, writes: Writes) -> Result<(), StoreError> {
-        self.db.write(writes.0)
+        self.kv.write(writes.0)
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.db.get(key)? {
+        match self.kv.get(key)? {
             Some(bytes) => decode(key, &bytes).map(Some),
             None => Ok(None),
         }
     }
 
     fn get_alias(&self, key: &[u8], alias: &str) -> Result<Option<AliasRecord>, StoreError> {
-        match self.db.get(key)? {
+        match self.kv.get(key)? {
             Some(bytes) => alias_codec::decode(alias, key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -252,7 +113,7 @@ impl SledStore {
 
     fn get_string(&self, key: &[u8]) -> Result<Option<String>, StoreError> {
         Ok(self
-            .db
+            .kv
             .get(key)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
@@ -289,7 +150,7 @@ impl SledStore {
                 WriteOp::Unschedule { provider, due, id } => {
                     let key = keys::outbox(&provider, due, id);
                     let app = self
-                        .db
+                        .kv
                         .get(&key)?
                         .map(|v| String::from_utf8_lossy(&v).into_owned());
                     batch.remove(key);
@@ -391,7 +252,7 @@ impl SledStore {
         };
         let pointer_key = keys::mirror_of_device(&mirror.provider, &mirror.app, &mirror.cid);
         let current = self
-            .db
+            .kv
             .get(&pointer_key)?
             .and_then(|v| keys::parse_timed(&[&[keys::MIRROR][..], &v].concat()));
         if !queue && current.map(|(_, id)| id) != Some(mirror.id) {
@@ -410,15 +271,15 @@ impl SledStore {
         Ok(())
     }
 
-    fn first_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        match self.db.scan_prefix(prefix).next() {
+    fn first_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<K::Bytes>, StoreError> {
+        match self.kv.scan_prefix(prefix).next() {
             Some(item) => item.map(|(k, _)| Some(k)),
             None => Ok(None),
         }
     }
 }
 
-fn count_outbox(db: &LayeredDb) -> Result<Depths, StoreError> {
+fn count_outbox<K: Kv>(db: &K) -> Result<Depths, StoreError> {
     let mut depths = Depths::default();
     for item in db.scan_prefix(&[keys::OUTBOX]) {
         let (k, app) = item?;
@@ -436,7 +297,7 @@ fn count_outbox(db: &LayeredDb) -> Result<Depths, StoreError> {
 }
 
 #[async_trait]
-impl IdentityStore for SledStore {
+impl<K: Kv> IdentityStore for KvStore<K> {
     async fn bind_device(
         &self,
         app: &str,
@@ -569,7 +430,7 @@ impl IdentityStore for SledStore {
 }
 
 #[async_trait]
-impl DeliveryStore for SledStore {
+impl<K: Kv> DeliveryStore for KvStore<K> {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         // Mirror ops read and move a device's pointer: serialised with binding changes.
         let _guard = ops
@@ -589,7 +450,7 @@ impl DeliveryStore for SledStore {
     }
 
     async fn commit(&self) -> Result<(), StoreError> {
-        self.commits.commit().await
+        self.kv.commit().await
     }
 
     async fn message(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError> {
@@ -597,7 +458,7 @@ impl DeliveryStore for SledStore {
     }
 
     async fn deliveries(&self, id: MessageId) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.db
+        self.kv
             .scan_prefix(&keys::deliveries_of(id))
             .map(|item| {
                 let (k, v) = item?;
@@ -624,7 +485,7 @@ impl DeliveryStore for SledStore {
         reference: &str,
     ) -> Result<Option<DeliveryId>, StoreError> {
         Ok(self
-            .db
+            .kv
             .get(&keys::reference(provider, reference))?
             .and_then(|v| DeliveryId::from_bytes(&v)))
     }
@@ -648,7 +509,7 @@ impl DeliveryStore for SledStore {
         let prefix = keys::outbox_prefix(provider);
         let end = keys::time_bound(&prefix, now);
         let mut out = Vec::new();
-        for item in self.db.range(keys::time_start(&prefix, from), Some(end)) {
+        for item in self.kv.range(keys::time_start(&prefix, from), Some(end)) {
             if out.len() >= limit {
                 break;
             }
@@ -679,7 +540,7 @@ impl DeliveryStore for SledStore {
     }
 
     fn failure(&self) -> Option<String> {
-        self.db.failure()
+        self.kv.failure()
     }
 
     fn backlog(&self, app: &str) -> u64 {
@@ -693,7 +554,7 @@ impl DeliveryStore for SledStore {
     ) -> Result<Vec<(u64, MessageId, Timer)>, StoreError> {
         let end = keys::time_bound(&[keys::EXPIRY], now);
         let mut out = Vec::new();
-        for item in self.db.range(vec![keys::EXPIRY], Some(end)).take(limit) {
+        for item in self.kv.range(vec![keys::EXPIRY], Some(end)).take(limit) {
             let (k, v) = item?;
             if let Some((at, id)) = keys::parse_timed(&k) {
                 let timer = if v.as_ref() == PURGE_MARK {
@@ -711,7 +572,7 @@ impl DeliveryStore for SledStore {
         let end = keys::time_bound(&[keys::REMOVAL], now);
         let mut batch = Writes::default();
         let mut n = 0;
-        for item in self.db.range(vec![keys::REMOVAL], Some(end)).take(limit) {
+        for item in self.kv.range(vec![keys::REMOVAL], Some(end)).take(limit) {
             let (k, target) = item?;
             batch.remove(&target);
             batch.remove(&k);
@@ -747,7 +608,7 @@ impl DeliveryStore for SledStore {
         let end = keys::time_bound(&[keys::EVENT], now);
         let mut out = Vec::new();
         for item in self
-            .db
+            .kv
             .range(keys::time_start(&[keys::EVENT], from), Some(end))
         {
             if out.len() >= limit {
@@ -786,7 +647,7 @@ impl DeliveryStore for SledStore {
             }
             None => prefix.clone(),
         };
-        match self.db.range(start, None).next() {
+        match self.kv.range(start, None).next() {
             Some(Ok((k, v))) if k.starts_with(&prefix) => decode(&k, &v).map(Some),
             Some(Err(e)) => Err(e),
             _ => Ok(None),
@@ -800,7 +661,7 @@ impl DeliveryStore for SledStore {
     ) -> Result<Vec<AliasMirror>, StoreError> {
         let prefix = [keys::MIRROR];
         let mut out = Vec::new();
-        for item in self.db.range(
+        for item in self.kv.range(
             keys::time_start(&prefix, 0),
             Some(keys::time_bound(&prefix, now)),
         ) {
@@ -831,17 +692,19 @@ impl DeliveryStore for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{EntryBuffer, Journal};
-    use pushgate_engine::store::no_mirrors;
+    use pushgate_store::no_mirrors;
+
+    fn open() -> crate::MemoryStore {
+        crate::memory_store()
+    }
 
     #[tokio::test]
     async fn ordered_queues_keep_id_order_per_key() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
+        let store = open();
         let event = |key: &str| EventRecord {
             id: MessageId::generate(),
             app: "demo".into(),
-            kind: pushgate_engine::model::EventKind::UpstreamReceived,
+            kind: pushgate_api::model::EventKind::UpstreamReceived,
             created_at: 1,
             data: serde_json::Value::Null,
             attempts: 0,
@@ -913,59 +776,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_journal_replays_what_sled_lacks_and_skips_what_it_has() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
-        store
-            .bind_device("app", "alice", &device("c1"), 4, 1, &no_mirrors)
-            .await
-            .expect("bind");
-        store.commit().await.expect("commit");
-        store.db.apply_blocking().expect("apply");
-        let sled_seq = store.db.sled_sequence().expect("seq");
-        drop(store); // final checkpoint: sled holds everything, the journal is empty
-
-        // A journal as a crash would leave it: one entry sled already has (it wrote that
-        // buffer itself), one it lacks.
-        let journal_dir = dir.path().join("journal");
-        let mut journal = Journal::open(&journal_dir).expect("journal").journal;
-        let mut buffer = EntryBuffer::new(sled_seq);
-        buffer.push(&[(keys::device("app", &device("c1")), Some(b"stale".to_vec()))]);
-        buffer.push(&[(keys::device("app", &device("c9")), Some(b"alice".to_vec()))]);
-        journal.append_synced(&buffer.take().0).expect("sync");
-        drop(journal);
-
-        let store = open(dir.path());
-        assert_eq!(
-            store
-                .device_alias("app", &device("c1"))
-                .await
-                .expect("read")
-                .as_deref(),
-            Some("alice"),
-            "an entry sled already holds is not applied again"
-        );
-        assert_eq!(
-            store
-                .device_alias("app", &device("c9"))
-                .await
-                .expect("read")
-                .as_deref(),
-            Some("alice"),
-            "an entry sled lacks is replayed"
-        );
-        assert_eq!(store.db.sled_sequence().expect("seq"), sled_seq + 1);
-        let segments = std::fs::read_dir(&journal_dir).expect("dir").count();
-        assert_eq!(
-            segments, 1,
-            "replayed segments are dropped, one new segment is open"
-        );
-    }
-
-    #[tokio::test]
     async fn scheduled_removals_remove_their_record_when_due() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
+        let store = open();
         let record = UpstreamRecord {
             id: MessageId::generate(),
             app: "demo".into(),
@@ -1006,14 +818,9 @@ mod tests {
         }
     }
 
-    fn open(dir: &std::path::Path) -> SledStore {
-        SledStore::open(&SledOptions::new(dir)).expect("open store")
-    }
-
     #[tokio::test]
     async fn binding_moves_devices_and_enforces_the_limit() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
+        let store = open();
         let out = store
             .bind_device("app", "alice", &device("c1"), 2, 1, &no_mirrors)
             .await
@@ -1079,77 +886,6 @@ mod tests {
             .is_none());
     }
 
-    #[tokio::test]
-    async fn outbox_survives_reopen_and_keeps_its_depth() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let id = DeliveryId {
-            message: MessageId::generate(),
-            index: 0,
-        };
-        {
-            let store = open(dir.path());
-            store
-                .apply(vec![
-                    WriteOp::Schedule {
-                        provider: "mock".into(),
-                        due: 10,
-                        id,
-                        app: "demo".into(),
-                    },
-                    WriteOp::ScheduleExpiry {
-                        at: 20,
-                        message: id.message,
-                    },
-                ])
-                .await
-                .expect("apply");
-            store.commit().await.expect("commit");
-            assert_eq!(store.outbox_depth("mock"), 1);
-            assert_eq!(store.backlog("demo"), 1);
-        }
-        let store = open(dir.path());
-        assert_eq!(store.outbox_depth("mock"), 1);
-        assert_eq!(store.backlog("demo"), 1, "counted again at open");
-        assert_eq!(store.next_due("mock").await.expect("next"), Some(10));
-        assert!(store
-            .due_deliveries("mock", 0, 9, 10, &|_| false)
-            .await
-            .expect("due")
-            .is_empty());
-        assert_eq!(
-            store
-                .due_deliveries("mock", 0, 10, 10, &|_| false)
-                .await
-                .expect("due"),
-            vec![(10, id)]
-        );
-        assert!(store
-            .due_deliveries("mock", 11, 20, 10, &|_| false)
-            .await
-            .expect("due")
-            .is_empty());
-        assert!(store
-            .due_deliveries("mock", 0, 10, 10, &|d| d == id)
-            .await
-            .expect("due")
-            .is_empty());
-        assert_eq!(
-            store.due_expiries(25, 10).await.expect("exp"),
-            vec![(20, id.message, Timer::Expire)]
-        );
-        store
-            .apply(vec![WriteOp::Unschedule {
-                provider: "mock".into(),
-                due: 10,
-                id,
-            }])
-            .await
-            .expect("apply");
-        assert_eq!(store.outbox_depth("mock"), 0);
-        assert_eq!(store.backlog("demo"), 0);
-        assert_eq!(store.next_due("mock").await.expect("next"), None);
-    }
-
     fn mirror(cid: &str, alias: &str, due: u64) -> AliasMirror {
         AliasMirror {
             id: MessageId::generate(),
@@ -1157,7 +893,7 @@ mod tests {
             provider: "getui".into(),
             cid: cid.into(),
             alias: alias.into(),
-            op: pushgate_engine::model::MirrorOp::Bind,
+            op: pushgate_api::model::MirrorOp::Bind,
             attempts: 0,
             next_attempt_at: due,
             created_at: due,
@@ -1166,8 +902,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_newer_alias_mirror_supersedes_and_old_ones_change_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path());
+        let store = open();
         let first = mirror("c1", "alice", 10);
         let other = mirror("c2", "bob", 20);
         store
@@ -1224,21 +959,5 @@ mod tests {
             .await
             .expect("finish");
         assert_eq!(store.next_alias_mirror().await.expect("next"), None);
-        // Queued with a bind, in the same write, and still there after a restart.
-        store
-            .bind_device("app", "dave", &device("c9"), 4, 1, &|devices| {
-                devices
-                    .iter()
-                    .map(|d| WriteOp::QueueAliasMirror(mirror(&d.cid, "dave", 60)))
-                    .collect()
-            })
-            .await
-            .expect("bind");
-        store.commit().await.expect("commit");
-        drop(store);
-        let store = open(dir.path());
-        let due = store.due_alias_mirrors(100, 10).await.expect("due");
-        assert_eq!(due.len(), 1);
-        assert_eq!((due[0].cid.as_str(), due[0].alias.as_str()), ("c9", "dave"));
     }
 }

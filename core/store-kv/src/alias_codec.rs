@@ -2,8 +2,8 @@
 //! version byte 1, then per device `provider_len u8, provider, cid_len u8, cid, bound_at u64 BE`.
 //! The alias itself is the key. JSON records (`{…}`) are still read.
 
-use pushgate_engine::error::StoreError;
-use pushgate_engine::model::{AliasRecord, BoundDevice};
+use pushgate_api::error::StoreError;
+use pushgate_api::model::{AliasRecord, BoundDevice};
 
 const VERSION: u8 = 1;
 

@@ -1,0 +1,322 @@
+//! Engine unit tests: the engine over the in-memory store and a provider that counts its
+//! sends; no workers run, each step is driven by hand.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{AppSettings, Engine, EngineSettings, NewMessage, ReceiptReport};
+use crate::model::{
+    DeliveryId, DeliveryRecord, DeliveryState, DeviceRef, Receipt, ReceiptStatus, Target,
+};
+use crate::provider::{OutboundDelivery, Provider, ProviderError, ProviderLimits, Sent};
+use crate::store::Store;
+
+/// A provider that counts its sends and answers each with the next scripted outcome (a
+/// success once the script is used up).
+struct Counting {
+    sends: AtomicUsize,
+    receipt_timeout: Option<Duration>,
+    script: std::sync::Mutex<std::collections::VecDeque<ProviderError>>,
+}
+
+#[async_trait]
+impl Provider for Counting {
+    fn name(&self) -> &str {
+        "p"
+    }
+    async fn send(&self, delivery: &OutboundDelivery) -> Result<Sent, ProviderError> {
+        self.sends.fetch_add(1, Ordering::SeqCst);
+        let scripted = self
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        if let Some(error) = scripted {
+            return Err(error);
+        }
+        Ok(Sent {
+            provider_ref: format!("ref-{}", delivery.idempotency_key),
+        })
+    }
+    fn limits(&self) -> ProviderLimits {
+        ProviderLimits {
+            receipt_timeout: self.receipt_timeout,
+            ..ProviderLimits::default()
+        }
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+struct Fixture {
+    engine: Arc<Engine>,
+    provider: Arc<Counting>,
+}
+
+fn fixture(receipt_timeout: Option<Duration>) -> Fixture {
+    fixture_with(receipt_timeout, Vec::new(), EngineSettings::default())
+}
+
+fn fixture_with(
+    receipt_timeout: Option<Duration>,
+    script: Vec<ProviderError>,
+    settings: EngineSettings,
+) -> Fixture {
+    let store: Arc<dyn Store> = Arc::new(pushgate_store_kv::memory_store());
+    let provider = Arc::new(Counting {
+        sends: AtomicUsize::new(0),
+        receipt_timeout,
+        script: std::sync::Mutex::new(script.into()),
+    });
+    let app = AppSettings {
+        id: "app".into(),
+        default_provider: "p".into(),
+        max_devices_per_alias: 10,
+        webhooks: false,
+        max_backlog: 0,
+    };
+    let engine = Engine::new(
+        store,
+        vec![provider.clone() as Arc<dyn Provider>],
+        vec![app],
+        settings,
+        None,
+    );
+    Fixture { engine, provider }
+}
+
+impl Fixture {
+    /// The delivery record as stored.
+    async fn delivery(&self, id: DeliveryId) -> DeliveryRecord {
+        self.engine
+            .store()
+            .delivery(id)
+            .await
+            .expect("read")
+            .expect("delivery")
+    }
+
+    /// Applies the device's `delivered` receipt for `id`.
+    async fn receipt(&self, id: DeliveryId) -> ReceiptReport {
+        self.receipt_from(id, "c1").await
+    }
+
+    /// Applies a `delivered` receipt for `id` that names device `cid`.
+    async fn receipt_from(&self, id: DeliveryId, cid: &str) -> ReceiptReport {
+        let receipt = Receipt {
+            provider_ref: format!("ref-{id}"),
+            cid: cid.into(),
+            status: ReceiptStatus::Delivered,
+            at: None,
+        };
+        self.engine
+            .apply_receipts("p", vec![receipt])
+            .await
+            .expect("receipt")
+    }
+}
+
+/// Accepts a message to device `c1`; returns its delivery and the outbox time it is due at.
+async fn accept_one(f: &Fixture) -> (DeliveryId, u64) {
+    accept_with_ttl(f, None).await
+}
+
+async fn accept_with_ttl(f: &Fixture, ttl: Option<Duration>) -> (DeliveryId, u64) {
+    let to = Target::Device(DeviceRef {
+        provider: "p".into(),
+        cid: "c1".into(),
+    });
+    let accepted = f
+        .engine
+        .accept(
+            "app",
+            NewMessage {
+                to,
+                payload: serde_json::json!({"text": "hi"}),
+                from: None,
+                request_id: None,
+                ttl,
+                notify_sender: false,
+                provider: None,
+            },
+        )
+        .await
+        .expect("accept");
+    let id = DeliveryId {
+        message: accepted.message_id,
+        index: 0,
+    };
+    let due = f
+        .engine
+        .store()
+        .delivery(id)
+        .await
+        .expect("read")
+        .and_then(|d| d.next_attempt_at)
+        .expect("scheduled");
+    (id, due)
+}
+
+#[tokio::test]
+async fn an_outbox_entry_a_finished_send_took_is_not_sent_again() {
+    let f = fixture(None);
+    let (id, due) = accept_one(&f).await;
+    assert_eq!(f.engine.deliver(due, id).await.expect("send"), Some(true));
+    // A scan that read the entry before that send removed it hands it over again.
+    assert_eq!(f.engine.deliver(due, id).await.expect("stale"), None);
+    assert_eq!(f.provider.sends.load(Ordering::SeqCst), 1);
+    let d = f.delivery(id).await;
+    assert_eq!(d.state, DeliveryState::Sent);
+    assert_eq!(
+        d.next_attempt_at, None,
+        "no receipt timeout: nothing scheduled"
+    );
+}
+
+#[tokio::test]
+async fn a_sent_delivery_without_its_receipt_is_sent_again_then_settles() {
+    let f = fixture(Some(Duration::from_millis(50)));
+    let (id, due) = accept_one(&f).await;
+    f.engine.deliver(due, id).await.expect("send");
+    let d = f.delivery(id).await;
+    let retry_at = d.next_attempt_at.expect("receipt timeout scheduled");
+    assert!(retry_at >= d.updated_at + 50);
+    // Due: sent again, same idempotency key, recorded as a receipt timeout.
+    assert_eq!(
+        f.engine.deliver(retry_at, id).await.expect("resend"),
+        Some(true)
+    );
+    assert_eq!(f.provider.sends.load(Ordering::SeqCst), 2);
+    let d = f.delivery(id).await;
+    assert_eq!(d.state, DeliveryState::Sent);
+    assert_eq!(d.attempts, 2);
+    assert!(d
+        .history
+        .iter()
+        .any(|t| t.reason.as_deref() == Some(crate::model::RECEIPT_TIMEOUT)));
+    // The receipt settles it and takes the next timeout out of the outbox.
+    let report = f.receipt(id).await;
+    assert_eq!(report.applied, 1);
+    let d = f.delivery(id).await;
+    assert_eq!(d.state, DeliveryState::Delivered);
+    assert_eq!(d.next_attempt_at, None);
+    assert_eq!(f.engine.store().next_due("p").await.expect("next"), None);
+}
+
+#[tokio::test]
+async fn a_receipt_before_the_send_is_recorded_settles_it_in_the_same_write() {
+    let f = fixture(Some(Duration::from_secs(60)));
+    let (id, due) = accept_one(&f).await;
+    let report = f.receipt(id).await;
+    assert_eq!(report.early, 1, "kept until the send is recorded");
+    f.engine.deliver(due, id).await.expect("send");
+    let d = f.delivery(id).await;
+    assert_eq!(d.state, DeliveryState::Delivered);
+    assert_eq!(d.next_attempt_at, None, "no receipt timeout left behind");
+    assert_eq!(
+        f.engine
+            .store()
+            .early_receipt("p", &format!("ref-{id}"))
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+fn settings(max_attempts: u32) -> EngineSettings {
+    let mut settings = EngineSettings::default();
+    settings.retry.base = Duration::from_millis(100);
+    settings.retry.max_delay = Duration::from_millis(400);
+    settings.retry.max_attempts = max_attempts;
+    settings
+}
+
+#[tokio::test]
+async fn transient_failures_retry_with_backoff_until_the_attempts_run_out() {
+    let outage = || ProviderError::transient("down", "provider down");
+    let f = fixture_with(None, vec![outage(), outage(), outage()], settings(3));
+    let (id, mut due) = accept_one(&f).await;
+    let mut delays = Vec::new();
+    for attempt in 1..=2 {
+        assert_eq!(f.engine.deliver(due, id).await.expect("send"), Some(false));
+        let d = f.delivery(id).await;
+        assert_eq!(d.state, DeliveryState::RetryWait, "attempt {attempt}");
+        assert_eq!(d.attempts, attempt);
+        assert_eq!(d.error.as_ref().map(|e| e.code.as_str()), Some("down"));
+        let next = d.next_attempt_at.expect("rescheduled");
+        delays.push(next.saturating_sub(d.updated_at));
+        due = next;
+    }
+    // Base 100 ms doubling, with up to half of it as jitter.
+    assert!((100..=150).contains(&delays[0]), "{delays:?}");
+    assert!((200..=300).contains(&delays[1]), "{delays:?}");
+    // The third failure is the last attempt: failed with the provider's code.
+    f.engine.deliver(due, id).await.expect("send");
+    let d = f.delivery(id).await;
+    assert_eq!(d.state, DeliveryState::Failed);
+    assert_eq!(d.attempts, 3);
+    assert_eq!(d.next_attempt_at, None);
+    assert_eq!(f.engine.store().next_due("p").await.expect("next"), None);
+    assert_eq!(f.engine.store().outbox_depth("p"), 0);
+}
+
+#[tokio::test]
+async fn a_retry_hint_is_honoured_and_a_permanent_error_fails_at_once() {
+    let hinted = ProviderError::transient("slow_down", "rate limited")
+        .retry_after(Duration::from_secs(30));
+    let refused = ProviderError::permanent("unknown_cid", "no such device");
+    let f = fixture_with(None, vec![hinted, refused], settings(5));
+    let (id, due) = accept_one(&f).await;
+    f.engine.deliver(due, id).await.expect("send");
+    let d = f.delivery(id).await;
+    let next = d.next_attempt_at.expect("rescheduled");
+    assert!(next >= d.updated_at + 30_000, "no sooner than Retry-After");
+    f.engine.deliver(next, id).await.expect("send");
+    let d = f.delivery(id).await;
+    assert_eq!(d.state, DeliveryState::Failed);
+    assert_eq!(d.error.map(|e| e.code), Some("unknown_cid".to_string()));
+}
+
+#[tokio::test]
+async fn a_delivery_past_its_ttl_expires_instead_of_being_sent() {
+    let f = fixture(None);
+    let (id, due) = accept_with_ttl(&f, Some(Duration::from_millis(1))).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(f.engine.deliver(due, id).await.expect("send"), None);
+    assert_eq!(f.provider.sends.load(Ordering::SeqCst), 0);
+    assert_eq!(f.delivery(id).await.state, DeliveryState::Expired);
+    // The TTL sweep finds nothing left to do; a receipt now is a duplicate.
+    let report = f.receipt(id).await;
+    assert_eq!(report.early + report.duplicates, 1);
+}
+
+#[tokio::test]
+async fn repeated_and_mismatched_receipts_change_nothing() {
+    let f = fixture(None);
+    let (id, due) = accept_one(&f).await;
+    f.engine.deliver(due, id).await.expect("send");
+    let forged = f.receipt_from(id, "another-device").await;
+    assert_eq!(forged.rejected, 1, "a receipt naming another device is refused");
+    assert_eq!(f.delivery(id).await.state, DeliveryState::Sent);
+    assert_eq!(f.receipt(id).await.applied, 1);
+    let delivered = f.delivery(id).await;
+    assert_eq!(f.receipt(id).await.duplicates, 1);
+    assert_eq!(f.delivery(id).await, delivered, "a repeat changes nothing");
+}
+
+#[tokio::test]
+async fn receipt_timeouts_stop_at_the_last_attempt() {
+    let f = fixture_with(Some(Duration::from_millis(10)), Vec::new(), settings(2));
+    let (id, due) = accept_one(&f).await;
+    f.engine.deliver(due, id).await.expect("send");
+    let again = f.delivery(id).await.next_attempt_at.expect("timeout scheduled");
+    f.engine.deliver(again, id).await.expect("resend");
+    let d = f.delivery(id).await;
+    assert_eq!((d.state, d.attempts), (DeliveryState::Sent, 2));
+    assert_eq!(d.next_attempt_at, None, "no attempt left: it waits for its receipt or TTL");
+    assert_eq!(f.provider.sends.load(Ordering::SeqCst), 2);
+}
