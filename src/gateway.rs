@@ -103,6 +103,12 @@ impl Gateway {
             circuit_failures: config.delivery.circuit_failures,
             circuit_open: Duration::from_millis(config.delivery.circuit_open_ms),
             retention: Duration::from_secs(config.delivery.retention_seconds),
+            lease: Duration::from_millis(config.store.lease_ms),
+            node_id: config
+                .store
+                .node_id
+                .clone()
+                .unwrap_or_else(pushgate_engine::engine::default_node_id),
         };
         let router = SendMessageRouter::new(SendMessageSettings {
             relay_apps: config
@@ -148,6 +154,7 @@ impl Gateway {
             shutdown_rx.clone(),
         )));
         let event_settings = EventSettings {
+            timeout: Duration::from_millis(config.webhooks.timeout_ms),
             concurrency: config.webhooks.concurrency,
             retry: config.webhooks.retry(),
         };

@@ -165,6 +165,28 @@ impl WebhookConfig {
     }
 }
 
+/// `[store]`: where the gateway keeps its state.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `"sled"`: the embedded store in `server.data_dir` (the only backend so far).
+    pub backend: String,
+    /// How long a claim on due work (a send, a webhook event) holds at least.
+    pub lease_ms: u64,
+    /// This node's name in claims; default host name and process id.
+    pub node_id: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: "sled".into(),
+            lease_ms: 30_000,
+            node_id: None,
+        }
+    }
+}
+
 /// `[[apps]]`: a tenant.
 #[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -226,6 +248,8 @@ struct RawConfig {
     #[serde(default)]
     webhooks: WebhookConfig,
     #[serde(default)]
+    store: StoreConfig,
+    #[serde(default)]
     apps: Vec<toml::Spanned<AppConfig>>,
     #[serde(default)]
     providers: Vec<toml::Spanned<RawProvider>>,
@@ -237,6 +261,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub delivery: DeliveryConfig,
     pub webhooks: WebhookConfig,
+    pub store: StoreConfig,
     pub apps: Vec<AppConfig>,
     pub providers: Vec<ProviderConfig>,
     /// Where it came from: a file name, or "embedded default".
@@ -306,6 +331,7 @@ impl Config {
             server: raw.server,
             delivery: raw.delivery,
             webhooks: raw.webhooks,
+            store: raw.store,
             apps,
             providers,
             source: file.to_string(),
@@ -414,6 +440,28 @@ impl Config {
                 "must be between 1 and retry_max_ms".into(),
             ));
         }
+        let st = &self.store;
+        if st.backend != "sled" {
+            return Err(err(
+                "store",
+                "backend",
+                format!(
+                    "unknown backend {:?}; expected \"sled\" (the PostgreSQL backend is not available yet)",
+                    st.backend
+                ),
+            ));
+        }
+        if !(1000..=3_600_000).contains(&st.lease_ms) {
+            return Err(err(
+                "store",
+                "lease_ms",
+                "must be between 1000 and 3600000".into(),
+            ));
+        }
+        if let Some(node) = &st.node_id {
+            pushgate_engine::validate::name("node_id", node)
+                .map_err(|e| err("store", "node_id", e.0))?;
+        }
         if self.apps.is_empty() {
             return Err(ConfigError::file(
                 &self.source,
@@ -442,6 +490,7 @@ impl Config {
             },
             delivery: DeliveryConfig::default(),
             webhooks: WebhookConfig::default(),
+            store: StoreConfig::default(),
             apps: vec![AppConfig {
                 id: "demo".into(),
                 api_keys: vec![api_key],

@@ -147,3 +147,21 @@ fn getui_providers_parse_and_validate() {
     let e = error_of(&text.replace("app_key = \"k\"\n", ""));
     assert!(e.message.contains("app_key"), "{e}");
 }
+
+#[test]
+fn the_store_section_is_validated_with_its_line() {
+    let base = "[[apps]]\nid = \"demo\"\napi_keys = [\"0123456789abcdef\"]\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\n";
+    let parse = |extra: &str| Config::parse("t.toml", &format!("{base}\n{extra}"), &|_| None);
+    let ok =
+        parse("[store]\nbackend = \"sled\"\nlease_ms = 5000\nnode_id = \"gw-1\"\n").expect("valid");
+    assert_eq!(ok.store.lease_ms, 5000);
+    assert_eq!(ok.store.node_id.as_deref(), Some("gw-1"));
+    assert_eq!(parse("").expect("defaults").store, StoreConfig::default());
+    let e = parse("[store]\nbackend = \"cassandra\"\n").expect_err("unknown backend");
+    assert_eq!(e.line, Some(11), "{e}");
+    assert!(e.message.contains("store.backend"), "{e}");
+    let e = parse("[store]\nlease_ms = 10\n").expect_err("too short");
+    assert!(e.message.contains("store.lease_ms"), "{e}");
+    let e = parse("[store]\nnode_id = \"Gw 1\"\n").expect_err("bad name");
+    assert!(e.message.contains("store.node_id"), "{e}");
+}

@@ -104,11 +104,9 @@ pub async fn run_provider(
         let due = if free == 0 {
             Ok(Vec::new())
         } else {
-            let engine = engine.clone();
+            let lease = engine.lease(now, limits.send_timeout);
             store
-                .due_deliveries(&name, cursor.from(), now, free.min(batch), &move |id| {
-                    engine.in_flight.contains(&id)
-                })
+                .claim_due(&name, cursor.from(), now, free.min(batch), &lease)
                 .await
         };
         let due = match due {
@@ -143,18 +141,20 @@ pub async fn run_provider(
             }
             continue;
         }
-        for (due, id) in due {
+        let mut claimed = due.into_iter();
+        for (due, id) in claimed.by_ref() {
             let Ok(permit) = permits.clone().acquire_owned().await else {
+                engine.release_claim(id).await;
                 break;
             };
             if let Some(p) = pacer.as_mut() {
                 tokio::select! {
                     _ = p.wait() => {}
-                    _ = shutdown.changed() => break,
+                    _ = shutdown.changed() => {
+                        engine.release_claim(id).await;
+                        break;
+                    }
                 }
-            }
-            if !engine.in_flight.insert(id) {
-                continue;
             }
             let engine = engine.clone();
             let waker = waker.clone();
@@ -169,10 +169,14 @@ pub async fn run_provider(
                         tokio::time::sleep(ERROR_PAUSE).await;
                     }
                 }
-                engine.in_flight.remove(&id);
+                engine.release_claim(id).await;
                 drop(permit);
                 waker.notify_one();
             });
+        }
+        // Stopping: what was claimed and not started is left for the next start.
+        for (_, id) in claimed {
+            engine.release_claim(id).await;
         }
     }
     while tasks.join_next().await.is_some() {}

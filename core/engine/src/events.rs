@@ -42,12 +42,15 @@ pub trait EventTransport: Send + Sync {
 pub struct EventSettings {
     pub concurrency: usize,
     pub retry: RetryPolicy,
+    /// Longest one webhook call takes (an event's claim outlasts it).
+    pub timeout: Duration,
 }
 
 impl Default for EventSettings {
     fn default() -> Self {
         EventSettings {
             concurrency: 16,
+            timeout: Duration::from_secs(10),
             retry: RetryPolicy {
                 base: Duration::from_secs(1),
                 max_delay: Duration::from_secs(600),
@@ -129,12 +132,8 @@ pub async fn run_events(
         let due = if free == 0 {
             Ok(Vec::new())
         } else {
-            let engine = engine.clone();
-            store
-                .due_events(cursor.from(), now, free, &move |id| {
-                    engine.events_in_flight.contains(&id)
-                })
-                .await
+            let lease = engine.lease(now, settings.timeout);
+            store.claim_events(cursor.from(), now, free, &lease).await
         };
         let due = match due {
             Ok(due) => due,
@@ -170,11 +169,9 @@ pub async fn run_events(
         }
         for event in due {
             let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            if !engine.events_in_flight.insert(event.id) {
+                engine.release_event_claim(event.id).await;
                 continue;
-            }
+            };
             let engine = engine.clone();
             let transport = transport.clone();
             let retry = settings.retry;
@@ -184,7 +181,7 @@ pub async fn run_events(
                 if let Err(e) = engine.finish_event(event, result, &retry).await {
                     tracing::error!(event = %id, error = %e, "recording a webhook result failed");
                 }
-                engine.events_in_flight.remove(&id);
+                engine.release_event_claim(id).await;
                 drop(permit);
                 engine.event_waker.notify_one();
             });

@@ -10,11 +10,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::alias_codec;
+use crate::claims::Claims;
 use crate::keys;
 use crate::kv::{Kv, Write1};
 use pushgate_store::{
-    BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, MirrorPlan, Removable,
-    Timer, WriteOp,
+    BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, Lease, MirrorPlan,
+    Removable, Timer, WriteOp,
 };
 
 /// The value that marks a message-timer entry as a retention purge (empty: TTL expiry).
@@ -28,6 +29,10 @@ use pushgate_api::model::{
 /// The [`pushgate_store::Store`] over the key-value engine `K`.
 pub struct KvStore<K: Kv> {
     kv: K,
+    /// Claims on due deliveries and events. A key-value engine here belongs to one process,
+    /// so its claims live in that process and end with it.
+    delivery_claims: Claims<DeliveryId>,
+    event_claims: Claims<MessageId>,
     /// Serialises alias/device read-modify-write sequences.
     identity_lock: Mutex<()>,
     /// Outbox entries per provider and per app, counted at open and kept up to date by
@@ -82,6 +87,8 @@ impl<K: Kv> KvStore<K> {
         let depth = count_outbox(&kv)?;
         Ok(KvStore {
             kv,
+            delivery_claims: Claims::default(),
+            event_claims: Claims::default(),
             identity_lock: Mutex::new(()),
             outbox_depth: Mutex::new(depth),
         })
@@ -498,29 +505,41 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
         self.get(&keys::early_receipt(provider, reference))
     }
 
-    async fn due_deliveries(
+    async fn claim_due(
         &self,
         provider: &str,
         from: u64,
         now: u64,
         limit: usize,
-        skip: &(dyn Fn(DeliveryId) -> bool + Send + Sync),
+        lease: &Lease,
     ) -> Result<Vec<(u64, DeliveryId)>, StoreError> {
         let prefix = keys::outbox_prefix(provider);
         let end = keys::time_bound(&prefix, now);
-        let mut out = Vec::new();
-        for item in self.kv.range(keys::time_start(&prefix, from), Some(end)) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, _) = item?;
-            if let Some((due, id)) = keys::parse_outbox(&k, prefix.len()) {
-                if !skip(id) {
-                    out.push((due, id));
+        let mut found = Vec::new();
+        {
+            let held = self.delivery_claims.held(now);
+            for item in self.kv.range(keys::time_start(&prefix, from), Some(end)) {
+                if found.len() >= limit {
+                    break;
+                }
+                let (k, _) = item?;
+                if let Some((due, id)) = keys::parse_outbox(&k, prefix.len()) {
+                    if !held.contains(&id) {
+                        found.push((due, id));
+                    }
                 }
             }
         }
-        Ok(out)
+        Ok(self.delivery_claims.claim(found, |(_, id)| *id, lease, now))
+    }
+
+    async fn release(&self, id: DeliveryId, owner: &str) -> Result<(), StoreError> {
+        self.delivery_claims.release(&id, owner);
+        Ok(())
+    }
+
+    async fn claimed(&self, id: DeliveryId, now: u64) -> Result<bool, StoreError> {
+        Ok(self.delivery_claims.is_held(&id, now))
     }
 
     async fn next_due(&self, provider: &str) -> Result<Option<u64>, StoreError> {
@@ -598,30 +617,38 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
             .map(|(at, _)| at))
     }
 
-    async fn due_events(
+    async fn claim_events(
         &self,
         from: u64,
         now: u64,
         limit: usize,
-        skip: &(dyn Fn(MessageId) -> bool + Send + Sync),
+        lease: &Lease,
     ) -> Result<Vec<EventRecord>, StoreError> {
         let end = keys::time_bound(&[keys::EVENT], now);
-        let mut out = Vec::new();
-        for item in self
-            .kv
-            .range(keys::time_start(&[keys::EVENT], from), Some(end))
+        let mut found: Vec<EventRecord> = Vec::new();
         {
-            if out.len() >= limit {
-                break;
+            let held = self.event_claims.held(now);
+            for item in self
+                .kv
+                .range(keys::time_start(&[keys::EVENT], from), Some(end))
+            {
+                if found.len() >= limit {
+                    break;
+                }
+                let (k, v) = item?;
+                // The key ends with the event id: skip claimed events without decoding them.
+                if keys::parse_timed(&k).is_some_and(|(_, id)| held.contains(&id)) {
+                    continue;
+                }
+                found.push(decode(&k, &v)?);
             }
-            let (k, v) = item?;
-            // The key ends with the event id: skip in-flight events without decoding them.
-            if keys::parse_timed(&k).is_some_and(|(_, id)| skip(id)) {
-                continue;
-            }
-            out.push(decode(&k, &v)?);
         }
-        Ok(out)
+        Ok(self.event_claims.claim(found, |e| e.id, lease, now))
+    }
+
+    async fn release_event(&self, id: MessageId, owner: &str) -> Result<(), StoreError> {
+        self.event_claims.release(&id, owner);
+        Ok(())
     }
 
     async fn upstream(

@@ -3,6 +3,7 @@
 //! backend (`pushgate-store-sled`) is this over sled behind its commit journal.
 
 mod alias_codec;
+mod claims;
 pub mod keys;
 mod kv;
 mod kv_store;

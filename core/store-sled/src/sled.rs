@@ -311,28 +311,38 @@ mod tests {
         assert_eq!(store.outbox_depth("mock"), 1);
         assert_eq!(store.backlog("demo"), 1, "counted again at open");
         assert_eq!(store.next_due("mock").await.expect("next"), Some(10));
+        let lease = |owner: &str| pushgate_engine::store::Lease {
+            owner: owner.into(),
+            until: 1_000,
+        };
         assert!(store
-            .due_deliveries("mock", 0, 9, 10, &|_| false)
+            .claim_due("mock", 0, 9, 10, &lease("a"))
+            .await
+            .expect("due")
+            .is_empty());
+        assert!(store
+            .claim_due("mock", 11, 20, 10, &lease("a"))
             .await
             .expect("due")
             .is_empty());
         assert_eq!(
             store
-                .due_deliveries("mock", 0, 10, 10, &|_| false)
+                .claim_due("mock", 0, 10, 10, &lease("a"))
                 .await
                 .expect("due"),
             vec![(10, id)]
         );
-        assert!(store
-            .due_deliveries("mock", 11, 20, 10, &|_| false)
-            .await
-            .expect("due")
-            .is_empty());
-        assert!(store
-            .due_deliveries("mock", 0, 10, 10, &|d| d == id)
-            .await
-            .expect("due")
-            .is_empty());
+        assert!(store.claimed(id, 10).await.expect("claimed"));
+        assert!(
+            store
+                .claim_due("mock", 0, 10, 10, &lease("b"))
+                .await
+                .expect("due")
+                .is_empty(),
+            "held by a's claim"
+        );
+        store.release(id, "a").await.expect("release");
+        assert!(!store.claimed(id, 10).await.expect("claimed"));
         assert_eq!(
             store.due_expiries(25, 10).await.expect("exp"),
             vec![(20, id.message, Timer::Expire)]

@@ -13,6 +13,22 @@ use pushgate_api::model::{
     MessageRecord, Receipt, UpstreamRecord,
 };
 
+/// A claim on due work: who holds it, and until when (epoch ms). Work whose lease has passed
+/// may be claimed again (its holder is presumed dead).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The node holding the claim (`[store] node_id`).
+    pub owner: std::sync::Arc<str>,
+    pub until: u64,
+}
+
+impl Lease {
+    /// Whether the lease still holds at `now`.
+    pub fn live(&self, now: u64) -> bool {
+        self.until > now
+    }
+}
+
 /// A record [`WriteOp::ScheduleRemoval`] can remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Removable {
@@ -236,16 +252,25 @@ pub trait DeliveryStore: Send + Sync {
         reference: &str,
     ) -> Result<Option<Receipt>, StoreError>;
 
-    /// Up to `limit` deliveries of `provider` due from `from` to `now` (inclusive), oldest
-    /// first, with their due times, leaving out those `skip` names (in flight already).
-    async fn due_deliveries(
+    /// Claims up to `limit` deliveries of `provider` due from `from` to `now` (inclusive),
+    /// oldest first, that no live lease holds, for `lease`; returns them with their due times.
+    /// A claimed delivery is sent by its holder only; once the lease has passed (its holder
+    /// died mid-send) another claim may take it. The holder ends it with
+    /// [`DeliveryStore::release`].
+    async fn claim_due(
         &self,
         provider: &str,
         from: u64,
         now: u64,
         limit: usize,
-        skip: &(dyn Fn(DeliveryId) -> bool + Send + Sync),
+        lease: &Lease,
     ) -> Result<Vec<(u64, DeliveryId)>, StoreError>;
+
+    /// Ends `owner`'s claim on a delivery (its outcome is recorded, or it needed no send).
+    async fn release(&self, id: DeliveryId, owner: &str) -> Result<(), StoreError>;
+
+    /// Whether a live lease (at `now`) holds the delivery: a send of it is under way.
+    async fn claimed(&self, id: DeliveryId, now: u64) -> Result<bool, StoreError>;
 
     /// The earliest due time in `provider`'s outbox.
     async fn next_due(&self, provider: &str) -> Result<Option<u64>, StoreError>;
@@ -280,15 +305,18 @@ pub trait DeliveryStore: Send + Sync {
     /// When the earliest scheduled removal is due.
     async fn next_removal(&self) -> Result<Option<u64>, StoreError>;
 
-    /// Up to `limit` webhook events due from `from` to `now` (inclusive), oldest first,
-    /// leaving out those `skip` names.
-    async fn due_events(
+    /// Claims up to `limit` webhook events due from `from` to `now` (inclusive), oldest
+    /// first, that no live lease holds, for `lease` (as [`DeliveryStore::claim_due`]).
+    async fn claim_events(
         &self,
         from: u64,
         now: u64,
         limit: usize,
-        skip: &(dyn Fn(MessageId) -> bool + Send + Sync),
+        lease: &Lease,
     ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Ends `owner`'s claim on an event.
+    async fn release_event(&self, id: MessageId, owner: &str) -> Result<(), StoreError>;
 
     /// The earliest due time in the event outbox.
     async fn next_event_due(&self) -> Result<Option<u64>, StoreError>;

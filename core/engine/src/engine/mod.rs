@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 
 use crate::backoff::RetryPolicy;
 use crate::error::EngineError;
-use crate::locks::{InFlight, StripedLocks};
+use crate::locks::StripedLocks;
 use crate::model::{DeliveryId, MessageId};
 use crate::provider::{Provider, ProviderContext};
 use crate::store::{Store, WriteOp};
@@ -50,6 +50,11 @@ pub struct EngineSettings {
     pub circuit_open: Duration,
     /// How long a message is kept after its TTL (then purged with its deliveries).
     pub retention: Duration,
+    /// How long a claim on due work (a send, a webhook event) holds at least; a node that
+    /// dies mid-send loses its claims after this long and another node takes the work.
+    pub lease: Duration,
+    /// This node's name in claims (`[store] node_id`).
+    pub node_id: String,
 }
 
 impl Default for EngineSettings {
@@ -62,6 +67,8 @@ impl Default for EngineSettings {
             circuit_failures: 10,
             circuit_open: Duration::from_secs(5),
             retention: Duration::from_secs(72 * 3600),
+            lease: Duration::from_secs(30),
+            node_id: default_node_id(),
         }
     }
 }
@@ -78,8 +85,8 @@ pub struct Engine {
     pub(crate) request_locks: StripedLocks,
     /// Serialises changes to one ordering key's event queue.
     pub(crate) order_locks: StripedLocks,
-    pub(crate) in_flight: InFlight<DeliveryId>,
-    pub(crate) events_in_flight: InFlight<MessageId>,
+    /// This node's name in claims on due work.
+    pub(crate) node: Arc<str>,
     pub(crate) provider_wakers: HashMap<String, Arc<Notify>>,
     pub(crate) event_waker: Notify,
     /// Wakes the alias mirror worker after a binding change queued a mirror.
@@ -109,6 +116,7 @@ impl Engine {
             .keys()
             .map(|name| (name.clone(), Arc::new(Notify::new())))
             .collect();
+        let node: Arc<str> = Arc::from(settings.node_id.as_str());
         let engine = Arc::new(Engine {
             store,
             providers,
@@ -117,8 +125,7 @@ impl Engine {
             message_locks: StripedLocks::new(1024),
             request_locks: StripedLocks::new(256),
             order_locks: StripedLocks::new(256),
-            in_flight: InFlight::new(),
-            events_in_flight: InFlight::new(),
+            node,
             provider_wakers,
             event_waker: Notify::new(),
             mirror_waker: Notify::new(),
@@ -165,9 +172,28 @@ impl Engine {
         self.providers.values()
     }
 
-    /// Deliveries currently being sent.
-    pub fn in_flight_count(&self) -> usize {
-        self.in_flight.len()
+    /// A claim for this node starting at `now`, outlasting `work` (a send or a webhook call
+    /// that takes its whole timeout) by a margin.
+    pub(crate) fn lease(&self, now: u64, work: Duration) -> crate::store::Lease {
+        let hold = self.settings.lease.max(work + Duration::from_secs(5));
+        crate::store::Lease {
+            owner: self.node.clone(),
+            until: now.saturating_add(hold.as_millis() as u64),
+        }
+    }
+
+    /// Ends this node's claim on a delivery (a failure is logged: the lease runs out).
+    pub(crate) async fn release_claim(&self, id: DeliveryId) {
+        if let Err(e) = self.store.release(id, &self.node).await {
+            tracing::warn!(delivery = %id, error = %e, "releasing a claim failed; it ends with its lease");
+        }
+    }
+
+    /// Ends this node's claim on a webhook event.
+    pub(crate) async fn release_event_claim(&self, id: MessageId) {
+        if let Err(e) = self.store.release_event(id, &self.node).await {
+            tracing::warn!(event = %id, error = %e, "releasing a claim failed; it ends with its lease");
+        }
     }
 
     /// Applies `ops` atomically, then wakes the workers that have new work: the providers
@@ -210,4 +236,14 @@ impl Engine {
     pub(crate) fn provider_waker(&self, name: &str) -> Option<Arc<Notify>> {
         self.provider_wakers.get(name).cloned()
     }
+}
+
+/// A node name unique enough among gateways on one store: host name and process id.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string());
+    format!("{host}-{}", std::process::id())
 }

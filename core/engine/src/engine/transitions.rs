@@ -348,7 +348,7 @@ impl Engine {
                 if delivery.state.is_final() {
                     continue;
                 }
-                if self.in_flight.contains(&delivery.id) {
+                if self.store.claimed(delivery.id, now).await? {
                     busy = true;
                     continue;
                 }
