@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::backoff::RetryPolicy;
 use crate::clock::now_ms;
-use crate::engine::Engine;
+use crate::engine::{request_guards, Engine};
 use crate::error::EngineError;
 use crate::metrics as m;
 use crate::model::{EventKind, EventRecord};
@@ -61,7 +61,8 @@ impl Default for EventSettings {
 }
 
 impl Engine {
-    /// Records the result of one event delivery.
+    /// Records the result of one event delivery (with the messages of an app server's answer
+    /// to `upstream.received`).
     async fn finish_event(
         &self,
         mut event: EventRecord,
@@ -72,13 +73,14 @@ impl Engine {
             due: event.next_attempt_at,
             id: event.id,
         }];
+        let mut replies = Vec::new();
         event.attempts += 1;
         let mut done = true;
         match result {
             Ok(reply) => {
                 metrics::counter!(m::WEBHOOK_DELIVERIES_TOTAL, "type" => event.kind.as_str(), "outcome" => "ok").increment(1);
                 if event.kind == EventKind::UpstreamReceived {
-                    ops.extend(self.plan_replies(&event, &reply).await?);
+                    replies = self.plan_replies(&event, &reply).await?;
                 }
             }
             Err(failure) if failure.permanent || !retry.may_retry(event.attempts) => {
@@ -92,22 +94,34 @@ impl Engine {
                 let delay = retry.delay(event.attempts, failure.retry_after);
                 tracing::debug!(app = %event.app, event = %event.id, error = %failure, delay_ms = delay.as_millis() as u64, "webhook failed; will retry");
                 event.next_attempt_at = now_ms().saturating_add(delay.as_millis() as u64);
-                if let Some(key) = &event.ordering_key {
+                if event.ordering_key.is_some() {
                     // Keep the queued copy in step (attempts) for restarts.
-                    ops.push(WriteOp::DeleteOrdered {
-                        key: key.clone(),
-                        id: event.id,
-                    });
-                    ops.push(WriteOp::PutOrdered(event.clone()));
+                    ops.push(WriteOp::UpdateOrdered(event.clone()));
                 }
                 ops.push(WriteOp::PutEvent(event.clone()));
                 done = false;
             }
         }
-        match (&event.ordering_key, done) {
-            (Some(key), true) => self.advance_ordered(key, event.id, ops).await,
-            _ => self.write(ops).await,
+        if let (Some(key), true) = (&event.ordering_key, done) {
+            ops.push(WriteOp::AdvanceOrdered {
+                key: key.clone(),
+                done: event.id,
+                now: now_ms(),
+            });
         }
+        if replies.is_empty() {
+            return self.write(ops).await;
+        }
+        // Replies take their request ids once: if they were accepted already (another node
+        // took this event over after its lease ran out), the event is recorded without them.
+        let guards = request_guards(&replies);
+        let mut all = ops.clone();
+        all.extend(replies);
+        if !self.write_if(guards, all).await? {
+            tracing::warn!(event = %event.id, "the replies to this event were accepted already; not again");
+            self.write(ops).await?;
+        }
+        Ok(())
     }
 }
 

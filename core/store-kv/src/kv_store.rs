@@ -14,8 +14,8 @@ use crate::claims::Claims;
 use crate::keys;
 use crate::kv::{Kv, Write1};
 use pushgate_store::{
-    BindError, BindOutcome, DeliveryStore, IdempotencyEntry, IdentityStore, Lease, MirrorPlan,
-    Removable, Timer, WriteOp,
+    BindError, BindOutcome, DeliveryStore, Guard, IdempotencyEntry, IdentityStore, Lease,
+    MirrorPlan, Removable, Timer, WriteOp,
 };
 
 /// The value that marks a message-timer entry as a retention purge (empty: TTL expiry).
@@ -33,7 +33,8 @@ pub struct KvStore<K: Kv> {
     /// so its claims live in that process and end with it.
     delivery_claims: Claims<DeliveryId>,
     event_claims: Claims<MessageId>,
-    /// Serialises alias/device read-modify-write sequences.
+    /// Serialises read-modify-write batches: bindings, alias mirrors, ordered queues, guarded
+    /// writes.
     identity_lock: Mutex<()>,
     /// Outbox entries per provider and per app, counted at open and kept up to date by
     /// `apply`.
@@ -59,6 +60,14 @@ impl Writes {
     fn remove(&mut self, key: impl AsRef<[u8]>) {
         self.0.push((key.as_ref().to_vec(), None));
     }
+}
+
+/// The ordering key of an event bound for an ordered queue.
+fn ordering_key(event: &EventRecord) -> Result<String, StoreError> {
+    event
+        .ordering_key
+        .clone()
+        .ok_or_else(|| StoreError::Backend("an ordered event needs an ordering key".into()))
 }
 
 /// Outbox depth changes of a batch: `(provider, app, change)`.
@@ -218,15 +227,24 @@ impl<K: Kv> KvStore<K> {
                 WriteOp::PutUpstream(u) => {
                     batch.insert(keys::upstream(&u.provider, &u.msgid), encode(&u))
                 }
-                WriteOp::PutOrdered(e) => match &e.ordering_key {
-                    Some(key) => batch.insert(keys::ordered(key, e.id), encode(&e)),
-                    None => {
-                        return Err(StoreError::Backend(
-                            "an ordered event needs an ordering key".into(),
-                        ))
+                WriteOp::EnqueueOrdered(e) => {
+                    let key = ordering_key(&e)?;
+                    if self.first_ordered(&key, None)?.is_none() {
+                        batch.insert(keys::event(e.next_attempt_at, e.id), encode(&e));
                     }
-                },
-                WriteOp::DeleteOrdered { key, id } => batch.remove(keys::ordered(&key, id)),
+                    batch.insert(keys::ordered(&key, e.id), encode(&e));
+                }
+                WriteOp::UpdateOrdered(e) => {
+                    let key = ordering_key(&e)?;
+                    batch.insert(keys::ordered(&key, e.id), encode(&e));
+                }
+                WriteOp::AdvanceOrdered { key, done, now } => {
+                    batch.remove(keys::ordered(&key, done));
+                    if let Some(mut next) = self.first_ordered(&key, Some(done))? {
+                        next.next_attempt_at = now;
+                        batch.insert(keys::event(now, next.id), encode(&next));
+                    }
+                }
                 op @ (WriteOp::QueueAliasMirror(_)
                 | WriteOp::RetryAliasMirror(_)
                 | WriteOp::FinishAliasMirror(_)) => self.plan_mirror(op, batch)?,
@@ -276,6 +294,29 @@ impl<K: Kv> KvStore<K> {
         batch.insert(pointer_key, &key[1..]);
         batch.insert(key, encode(&mirror));
         Ok(())
+    }
+
+    /// The oldest queued event of an ordering key, after `after` if given.
+    fn first_ordered(
+        &self,
+        key: &str,
+        after: Option<MessageId>,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        let prefix = keys::ordered_prefix(key);
+        let start = match after {
+            // The smallest key greater than `after`'s own.
+            Some(id) => {
+                let mut k = keys::ordered(key, id);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        match self.kv.range(start, None).next() {
+            Some(Ok((k, v))) if k.starts_with(&prefix) => decode(&k, &v).map(Some),
+            Some(Err(e)) => Err(e),
+            _ => Ok(None),
+        }
     }
 
     fn first_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<K::Bytes>, StoreError> {
@@ -439,7 +480,8 @@ impl<K: Kv> IdentityStore for KvStore<K> {
 #[async_trait]
 impl<K: Kv> DeliveryStore for KvStore<K> {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        // Mirror ops read and move a device's pointer: serialised with binding changes.
+        // Ops that read what they change (a device's mirror pointer, a queue's head) are
+        // serialised with every other read-modify-write.
         let _guard = ops
             .iter()
             .any(|op| {
@@ -448,6 +490,8 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
                     WriteOp::QueueAliasMirror(_)
                         | WriteOp::RetryAliasMirror(_)
                         | WriteOp::FinishAliasMirror(_)
+                        | WriteOp::EnqueueOrdered(_)
+                        | WriteOp::AdvanceOrdered { .. }
                 )
             })
             .then(|| self.lock_identity());
@@ -664,21 +708,24 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
         key: &str,
         after: Option<MessageId>,
     ) -> Result<Option<EventRecord>, StoreError> {
-        let prefix = keys::ordered_prefix(key);
-        let start = match after {
-            // The smallest key greater than `after`'s own.
-            Some(id) => {
-                let mut k = keys::ordered(key, id);
-                k.push(0);
-                k
+        self.first_ordered(key, after)
+    }
+
+    async fn apply_if(&self, guards: Vec<Guard>, ops: Vec<WriteOp>) -> Result<bool, StoreError> {
+        let _guard = self.lock_identity();
+        for guard in &guards {
+            let key = match guard {
+                Guard::NewRequest { app, request_id } => keys::idempotency(app, request_id),
+                Guard::NewUpstream { provider, msgid } => keys::upstream(provider, msgid),
+            };
+            if self.kv.get(&key)?.is_some() {
+                return Ok(false);
             }
-            None => prefix.clone(),
-        };
-        match self.kv.range(start, None).next() {
-            Some(Ok((k, v))) if k.starts_with(&prefix) => decode(&k, &v).map(Some),
-            Some(Err(e)) => Err(e),
-            _ => Ok(None),
         }
+        let mut batch = Writes::default();
+        let depth_changes = self.plan(ops, &mut batch)?;
+        self.write_planned(batch, depth_changes)?;
+        Ok(true)
     }
 
     async fn due_alias_mirrors(
@@ -726,7 +773,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ordered_queues_keep_id_order_per_key() {
+    async fn only_the_head_of_an_ordered_queue_is_due() {
         let store = open();
         let event = |key: &str| EventRecord {
             id: MessageId::generate(),
@@ -741,18 +788,22 @@ mod tests {
         let (a1, b1, a2) = (event("a"), event("b"), event("a"));
         for e in [&a1, &b1, &a2] {
             store
-                .apply(vec![WriteOp::PutOrdered(e.clone())])
+                .apply(vec![WriteOp::EnqueueOrdered(e.clone())])
                 .await
-                .expect("put");
+                .expect("enqueue");
         }
-        assert_eq!(
-            store
-                .next_ordered("a", None)
-                .await
-                .expect("first")
-                .map(|e| e.id),
-            Some(a1.id)
-        );
+        let lease = Lease {
+            owner: "n".into(),
+            until: 1_000,
+        };
+        let due: Vec<MessageId> = store
+            .claim_events(0, 10, 10, &lease)
+            .await
+            .expect("due")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(due, vec![a1.id, b1.id], "a2 waits behind a1");
         assert_eq!(
             store
                 .next_ordered("a", Some(a1.id))
@@ -761,45 +812,60 @@ mod tests {
                 .map(|e| e.id),
             Some(a2.id)
         );
-        assert!(store
-            .next_ordered("a", Some(a2.id))
-            .await
-            .expect("last")
-            .is_none());
+        // a1 is done: a2 becomes due at `now`.
         store
-            .apply(vec![WriteOp::DeleteOrdered {
-                key: "a".into(),
-                id: a1.id,
-            }])
+            .apply(vec![
+                WriteOp::DeleteEvent {
+                    due: a1.next_attempt_at,
+                    id: a1.id,
+                },
+                WriteOp::AdvanceOrdered {
+                    key: "a".into(),
+                    done: a1.id,
+                    now: 5,
+                },
+            ])
             .await
-            .expect("delete");
-        assert_eq!(
-            store
-                .next_ordered("a", None)
-                .await
-                .expect("first")
-                .map(|e| e.id),
-            Some(a2.id)
-        );
-        assert_eq!(
-            store
-                .next_ordered("b", None)
-                .await
-                .expect("first")
-                .map(|e| e.id),
-            Some(b1.id)
-        );
-        assert!(store
-            .next_ordered("c", None)
-            .await
-            .expect("first")
-            .is_none());
+            .expect("advance");
+        let due = store.claim_events(0, 10, 10, &lease).await.expect("due");
+        assert_eq!(due.iter().map(|e| e.id).collect::<Vec<_>>(), vec![a2.id]);
+        assert_eq!(due[0].next_attempt_at, 5);
+        assert!(store.next_ordered("c", None).await.expect("none").is_none());
         let mut no_key = event("x");
         no_key.ordering_key = None;
         assert!(store
-            .apply(vec![WriteOp::PutOrdered(no_key)])
+            .apply(vec![WriteOp::EnqueueOrdered(no_key)])
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_guarded_write_happens_once() {
+        let store = open();
+        let guard = || {
+            vec![Guard::NewRequest {
+                app: "demo".into(),
+                request_id: "r1".into(),
+            }]
+        };
+        let entry = IdempotencyEntry {
+            message_id: MessageId::generate(),
+            fingerprint: "f".into(),
+            deliveries: 1,
+        };
+        let put = || {
+            vec![WriteOp::PutIdempotency {
+                app: "demo".into(),
+                request_id: "r1".into(),
+                entry: entry.clone(),
+            }]
+        };
+        assert!(store.apply_if(guard(), put()).await.expect("first"));
+        assert!(!store.apply_if(guard(), put()).await.expect("second"));
+        assert_eq!(
+            store.idempotency("demo", "r1").await.expect("read"),
+            Some(entry.clone())
+        );
     }
 
     #[tokio::test]

@@ -29,6 +29,16 @@ impl Lease {
     }
 }
 
+/// A condition of an atomic write, decided by the store in the same atomic step (so that two
+/// gateway processes racing on one key cannot both write).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// No message of `app` has been accepted with this request id.
+    NewRequest { app: String, request_id: String },
+    /// No upstream message of `provider` with this msgid has been recorded.
+    NewUpstream { provider: String, msgid: String },
+}
+
 /// A record [`WriteOp::ScheduleRemoval`] can remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Removable {
@@ -208,11 +218,17 @@ pub enum WriteOp {
         id: MessageId,
         target: Removable,
     },
-    /// Appends an event to its ordering key's queue (see `first_ordered`).
-    PutOrdered(EventRecord),
-    DeleteOrdered {
+    /// Appends an event to its ordering key's queue; if the queue was empty the event is
+    /// its head and also goes into the event outbox (due at its `next_attempt_at`). Only a
+    /// queue's head is ever due, so a key's events reach the app server one at a time.
+    EnqueueOrdered(EventRecord),
+    /// Keeps the queued copy of an event in step (its attempts) while it is retried.
+    UpdateOrdered(EventRecord),
+    /// Removes `done` (the head) from `key`'s queue; the next event becomes due at `now`.
+    AdvanceOrdered {
         key: String,
-        id: MessageId,
+        done: MessageId,
+        now: u64,
     },
     /// Queues an alias mirror, superseding any mirror still pending for the same device
     /// (provider, app, cid).
@@ -229,6 +245,10 @@ pub trait DeliveryStore: Send + Sync {
     /// Applies every op atomically (all or none). Applied ops are durable after the next
     /// commit, or after the backend's own background sync (the sled backend: 100 ms).
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
+
+    /// Applies `ops` atomically if every guard holds; `false` (and nothing written) if one
+    /// does not.
+    async fn apply_if(&self, guards: Vec<Guard>, ops: Vec<WriteOp>) -> Result<bool, StoreError>;
 
     /// Returns once every write made before the call is on disk (group commit).
     async fn commit(&self) -> Result<(), StoreError>;

@@ -41,13 +41,20 @@ impl Engine {
                 backlog,
             });
         }
-        let _guard = match &msg.request_id {
-            Some(r) => Some(self.request_locks.lock(&(&app.id, r)).await),
-            None => None,
-        };
-        let (accepted, ops) = self.plan_accept(app, &msg).await?;
+        let (mut accepted, ops) = self.plan_accept(app, &msg).await?;
         if accepted.created {
-            self.write(ops).await?;
+            let written = self.write_if(request_guards(&ops), ops).await?;
+            if !written {
+                // The same request_id was accepted meanwhile (another request, another node):
+                // answer as a replay of it.
+                let (replay, _) = self.plan_accept(app, &msg).await?;
+                if replay.created {
+                    return Err(EngineError::Store(crate::error::StoreError::Backend(
+                        "a request_id was taken but its record cannot be read".into(),
+                    )));
+                }
+                accepted = replay;
+            }
         }
         // A replay may find the first request not flushed yet: flush before answering too.
         self.store.commit().await?;
@@ -58,8 +65,8 @@ impl Engine {
     }
 
     /// Validates and resolves a message; returns the ops that store it, or none (and
-    /// `created: false`) for a replay of an earlier `request_id`. Callers serialise per
-    /// request_id and write the ops.
+    /// `created: false`) for a replay of an earlier `request_id`. Callers write the ops
+    /// guarded by [`request_guards`], so a request_id is taken once whatever races.
     pub(crate) async fn plan_accept(
         &self,
         app: &AppSettings,
@@ -254,4 +261,19 @@ impl Engine {
         ops.push(WriteOp::PutMessage(record));
         ops
     }
+}
+
+/// The guards that make a batch take each request id it records only if no message has it.
+pub(crate) fn request_guards(ops: &[WriteOp]) -> Vec<crate::store::Guard> {
+    ops.iter()
+        .filter_map(|op| match op {
+            WriteOp::PutIdempotency {
+                app, request_id, ..
+            } => Some(crate::store::Guard::NewRequest {
+                app: app.clone(),
+                request_id: request_id.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@ mod receipts;
 mod transitions;
 mod upstream;
 
+pub(crate) use accept::request_guards;
 pub use accept::Accepted;
 pub use pushgate_api::request::MessageRequest;
 pub use pushgate_api::{AppSettings, NewMessage, ReceiptReport, UpstreamReport};
@@ -81,10 +82,6 @@ pub struct Engine {
     pub(crate) settings: EngineSettings,
     /// Serialises changes to one message's deliveries.
     pub(crate) message_locks: StripedLocks,
-    /// Serialises the check-then-insert of one idempotency key (or upstream msgid).
-    pub(crate) request_locks: StripedLocks,
-    /// Serialises changes to one ordering key's event queue.
-    pub(crate) order_locks: StripedLocks,
     /// This node's name in claims on due work.
     pub(crate) node: Arc<str>,
     pub(crate) provider_wakers: HashMap<String, Arc<Notify>>,
@@ -123,8 +120,6 @@ impl Engine {
             apps: apps.into_iter().map(|a| (a.id.clone(), a)).collect(),
             settings,
             message_locks: StripedLocks::new(1024),
-            request_locks: StripedLocks::new(256),
-            order_locks: StripedLocks::new(256),
             node,
             provider_wakers,
             event_waker: Notify::new(),
@@ -199,6 +194,15 @@ impl Engine {
     /// Applies `ops` atomically, then wakes the workers that have new work: the providers
     /// whose outbox got an entry, the TTL sweeper, the event sender.
     pub(crate) async fn write(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
+        self.write_if(Vec::new(), ops).await.map(|_| ())
+    }
+
+    /// Like [`Engine::write`], if every guard holds; false (nothing written) if one fails.
+    pub(crate) async fn write_if(
+        &self,
+        guards: Vec<crate::store::Guard>,
+        ops: Vec<WriteOp>,
+    ) -> Result<bool, EngineError> {
         let mut wake: Vec<String> = Vec::new();
         let (mut events, mut expiry) = (false, u64::MAX);
         for op in &ops {
@@ -206,12 +210,18 @@ impl Engine {
                 WriteOp::Schedule { provider, .. } if !wake.contains(provider) => {
                     wake.push(provider.clone())
                 }
-                WriteOp::PutEvent(_) => events = true,
+                WriteOp::PutEvent(_)
+                | WriteOp::EnqueueOrdered(_)
+                | WriteOp::AdvanceOrdered { .. } => events = true,
                 WriteOp::ScheduleExpiry { at, .. } => expiry = expiry.min(*at),
                 _ => {}
             }
         }
-        self.store.apply(ops).await?;
+        if guards.is_empty() {
+            self.store.apply(ops).await?;
+        } else if !self.store.apply_if(guards, ops).await? {
+            return Ok(false);
+        }
         for provider in &wake {
             self.wake_provider(provider);
         }
@@ -224,7 +234,7 @@ impl Engine {
         if expiry < sleeps_until {
             self.expiry_waker.notify_one();
         }
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) fn wake_provider(&self, name: &str) {

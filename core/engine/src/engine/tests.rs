@@ -330,3 +330,43 @@ async fn receipt_timeouts_stop_at_the_last_attempt() {
     );
     assert_eq!(f.provider.sends.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_with_one_request_id_create_one_message() {
+    let f = fixture(None);
+    let message = || NewMessage {
+        to: Target::Device(DeviceRef {
+            provider: "p".into(),
+            cid: "c1".into(),
+        }),
+        payload: serde_json::json!({"n": 1}),
+        from: None,
+        request_id: Some("order-42".into()),
+        ttl: None,
+        notify_sender: false,
+        provider: None,
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let engine = f.engine.clone();
+        let msg = message();
+        tasks.push(tokio::spawn(async move { engine.accept("app", msg).await }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task").expect("accept"));
+    }
+    assert_eq!(
+        answers.iter().filter(|a| a.created).count(),
+        1,
+        "{answers:?}"
+    );
+    assert!(answers
+        .iter()
+        .all(|a| a.message_id == answers[0].message_id));
+    assert_eq!(f.engine.store().outbox_depth("p"), 1, "one delivery queued");
+    let mut other = message();
+    other.payload = serde_json::json!({"n": 2});
+    let conflict = f.engine.accept("app", other).await.expect_err("conflict");
+    assert_eq!(conflict.code(), "idempotency_conflict");
+}

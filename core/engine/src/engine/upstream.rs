@@ -8,13 +8,14 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
+use super::accept::request_guards;
 use super::{AppSettings, Engine, NewMessage, UpstreamReport};
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics as m;
 use crate::model::{DeviceRef, EventKind, EventRecord, MessageId, Upstream, UpstreamRecord};
 use crate::provider::{CallbackRequest, UpstreamSink};
-use crate::store::{Removable, WriteOp};
+use crate::store::{Guard, Removable, WriteOp};
 
 /// What became of one upstream message.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +52,6 @@ impl Engine {
         provider: &str,
         upstream: Upstream,
     ) -> Result<(UpstreamOutcome, bool), EngineError> {
-        let _guard = self.request_locks.lock(&(provider, &upstream.msgid)).await;
         if self
             .store
             .upstream(provider, &upstream.msgid)
@@ -116,47 +116,21 @@ impl Engine {
                     next_attempt_at: now,
                     ordering_key: Some(forward.ordering_key),
                 };
-                self.queue_ordered(event, ops).await?;
+                ops.push(WriteOp::EnqueueOrdered(event));
             }
-            _ => self.write(ops).await?,
+            _ => {}
+        }
+        // Recorded once whatever races (a provider's retry on another node): the dedupe
+        // record and any relayed request ids are taken in the same atomic write.
+        let mut guards = vec![Guard::NewUpstream {
+            provider: record.provider.clone(),
+            msgid: record.msgid.clone(),
+        }];
+        guards.extend(request_guards(&ops));
+        if !self.write_if(guards, ops).await? {
+            return Ok((UpstreamOutcome::Duplicate, false));
         }
         Ok((UpstreamOutcome::Accepted(record), relayed > 0))
-    }
-
-    /// Appends `event` to its ordering key's queue (making it the due head if the queue is
-    /// empty) and writes it with `ops`, all under the key's lock.
-    async fn queue_ordered(
-        &self,
-        event: EventRecord,
-        mut ops: Vec<WriteOp>,
-    ) -> Result<(), EngineError> {
-        let key = event.ordering_key.clone().unwrap_or_default();
-        let _guard = self.order_locks.lock(&key).await;
-        let idle = self.store.next_ordered(&key, None).await?.is_none();
-        ops.push(WriteOp::PutOrdered(event.clone()));
-        if idle {
-            ops.push(WriteOp::PutEvent(event));
-        }
-        self.write(ops).await
-    }
-
-    /// After the head of an ordering key's queue is done: removes it and makes the next due.
-    pub(crate) async fn advance_ordered(
-        &self,
-        key: &str,
-        done: MessageId,
-        mut ops: Vec<WriteOp>,
-    ) -> Result<(), EngineError> {
-        let _guard = self.order_locks.lock(&key).await;
-        ops.push(WriteOp::DeleteOrdered {
-            key: key.to_string(),
-            id: done,
-        });
-        if let Some(mut next) = self.store.next_ordered(key, Some(done)).await? {
-            next.next_attempt_at = now_ms();
-            ops.push(WriteOp::PutEvent(next));
-        }
-        self.write(ops).await
     }
 
     /// Plans `messages` into `ops` (each without a request_id gets `<id_prefix>-<index>`,
