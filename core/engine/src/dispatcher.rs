@@ -249,8 +249,11 @@ pub async fn run_gauges(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
         tokio::select! {
             _ = tick.tick() => {
                 for name in engine.providers.keys() {
-                    metrics::gauge!(m::OUTBOX_DEPTH, "provider" => name.clone())
-                        .set(store.outbox_depth(name) as f64);
+                    match store.outbox_depth(name).await {
+                        Ok(depth) => metrics::gauge!(m::OUTBOX_DEPTH, "provider" => name.clone())
+                            .set(depth as f64),
+                        Err(e) => tracing::warn!(provider = %name, error = %e, "outbox depth unavailable"),
+                    }
                 }
             }
             _ = shutdown.changed() => {}

@@ -594,20 +594,22 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
             .map(|(due, _)| due))
     }
 
-    fn outbox_depth(&self, provider: &str) -> u64 {
-        self.depths()
-            .by_provider
-            .get(provider)
-            .copied()
-            .unwrap_or(0)
+    async fn outbox_depth(&self, provider: &str) -> Result<u64, StoreError> {
+        Ok({
+            self.depths()
+                .by_provider
+                .get(provider)
+                .copied()
+                .unwrap_or(0)
+        })
     }
 
     fn failure(&self) -> Option<String> {
         self.kv.failure()
     }
 
-    fn backlog(&self, app: &str) -> u64 {
-        self.depths().by_app.get(app).copied().unwrap_or(0)
+    async fn backlog(&self, app: &str) -> Result<u64, StoreError> {
+        Ok(self.depths().by_app.get(app).copied().unwrap_or(0))
     }
 
     async fn due_expiries(

@@ -304,12 +304,16 @@ mod tests {
                 .await
                 .expect("apply");
             store.commit().await.expect("commit");
-            assert_eq!(store.outbox_depth("mock"), 1);
-            assert_eq!(store.backlog("demo"), 1);
+            assert_eq!(store.outbox_depth("mock").await.expect("depth"), 1);
+            assert_eq!(store.backlog("demo").await.expect("backlog"), 1);
         }
         let store = open(dir.path());
-        assert_eq!(store.outbox_depth("mock"), 1);
-        assert_eq!(store.backlog("demo"), 1, "counted again at open");
+        assert_eq!(store.outbox_depth("mock").await.expect("depth"), 1);
+        assert_eq!(
+            store.backlog("demo").await.expect("backlog"),
+            1,
+            "counted again at open"
+        );
         assert_eq!(store.next_due("mock").await.expect("next"), Some(10));
         let lease = |owner: &str| pushgate_engine::store::Lease {
             owner: owner.into(),
@@ -355,8 +359,8 @@ mod tests {
             }])
             .await
             .expect("apply");
-        assert_eq!(store.outbox_depth("mock"), 0);
-        assert_eq!(store.backlog("demo"), 0);
+        assert_eq!(store.outbox_depth("mock").await.expect("depth"), 0);
+        assert_eq!(store.backlog("demo").await.expect("backlog"), 0);
         assert_eq!(store.next_due("mock").await.expect("next"), None);
     }
 

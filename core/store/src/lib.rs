@@ -295,11 +295,13 @@ pub trait DeliveryStore: Send + Sync {
     /// The earliest due time in `provider`'s outbox.
     async fn next_due(&self, provider: &str) -> Result<Option<u64>, StoreError>;
 
-    /// How many deliveries wait in `provider`'s outbox.
-    fn outbox_depth(&self, provider: &str) -> u64;
+    /// How many deliveries wait in `provider`'s outbox (a backend may answer from a count
+    /// it keeps, or one at most a second old).
+    async fn outbox_depth(&self, provider: &str) -> Result<u64, StoreError>;
 
-    /// How many deliveries of `app` wait in the outboxes (its backlog).
-    fn backlog(&self, app: &str) -> u64;
+    /// How many deliveries of `app` wait in the outboxes (its backlog; cached as
+    /// `outbox_depth`).
+    async fn backlog(&self, app: &str) -> Result<u64, StoreError>;
 
     /// Why the store cannot take writes any more (say its journal failed), if so. Once
     /// failed, the workers send nothing more (reads may show changes that are not durable)

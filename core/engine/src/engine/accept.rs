@@ -34,7 +34,7 @@ impl Engine {
             .apps
             .get(app)
             .ok_or_else(|| EngineError::invalid("unknown_app", format!("no app named {app:?}")))?;
-        let backlog = self.store.backlog(&app.id);
+        let backlog = self.store.backlog(&app.id).await?;
         if app.max_backlog > 0 && backlog >= app.max_backlog {
             return Err(EngineError::Backlog {
                 app: app.id.clone(),

@@ -261,7 +261,7 @@ async fn transient_failures_retry_with_backoff_until_the_attempts_run_out() {
     assert_eq!(d.attempts, 3);
     assert_eq!(d.next_attempt_at, None);
     assert_eq!(f.engine.store().next_due("p").await.expect("next"), None);
-    assert_eq!(f.engine.store().outbox_depth("p"), 0);
+    assert_eq!(f.engine.store().outbox_depth("p").await.expect("depth"), 0);
 }
 
 #[tokio::test]
@@ -364,7 +364,11 @@ async fn concurrent_requests_with_one_request_id_create_one_message() {
     assert!(answers
         .iter()
         .all(|a| a.message_id == answers[0].message_id));
-    assert_eq!(f.engine.store().outbox_depth("p"), 1, "one delivery queued");
+    assert_eq!(
+        f.engine.store().outbox_depth("p").await.expect("depth"),
+        1,
+        "one delivery queued"
+    );
     let mut other = message();
     other.payload = serde_json::json!({"n": 2});
     let conflict = f.engine.accept("app", other).await.expect_err("conflict");
