@@ -10,6 +10,10 @@ pub enum StoreError {
     Backend(String),
     #[error("corrupt record under {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A guarded write found its record changed meanwhile (another writer, another node);
+    /// the caller reads again and retries.
+    #[error("the record changed meanwhile")]
+    Conflict,
 }
 
 /// How an [`EngineError`] should be answered.

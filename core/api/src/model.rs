@@ -274,6 +274,10 @@ pub struct DeliveryRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<DeliveryError>,
     pub history: Vec<Transition>,
+    /// Bumped by every change: a change is written only over the version it was made from
+    /// (see `pushgate_store::Guard::DeliveryVersion`), so concurrent writers never lose one.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl DeliveryRecord {
@@ -295,6 +299,7 @@ impl DeliveryRecord {
                 at: now,
                 reason: None,
             }],
+            version: 0,
         }
     }
 

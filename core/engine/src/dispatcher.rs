@@ -229,7 +229,7 @@ pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
         }
         for (at, id, timer) in due {
             let result = match timer {
-                Timer::Expire => engine.expire_message(at, id).await,
+                Timer::Expire => engine.retrying(|| engine.expire_message(at, id)).await,
                 Timer::Purge => engine.purge_message(at, id).await,
             };
             if let Err(e) = result {

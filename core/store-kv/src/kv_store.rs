@@ -62,6 +62,13 @@ impl Writes {
     }
 }
 
+/// The version of a stored record, read without decoding the rest.
+#[derive(serde::Deserialize)]
+struct VersionOf {
+    #[serde(default)]
+    version: u64,
+}
+
 /// The ordering key of an event bound for an ordered queue.
 fn ordering_key(event: &EventRecord) -> Result<String, StoreError> {
     event
@@ -716,11 +723,23 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
     async fn apply_if(&self, guards: Vec<Guard>, ops: Vec<WriteOp>) -> Result<bool, StoreError> {
         let _guard = self.lock_identity();
         for guard in &guards {
-            let key = match guard {
-                Guard::NewRequest { app, request_id } => keys::idempotency(app, request_id),
-                Guard::NewUpstream { provider, msgid } => keys::upstream(provider, msgid),
+            let holds = match guard {
+                Guard::NewRequest { app, request_id } => {
+                    self.kv.get(&keys::idempotency(app, request_id))?.is_none()
+                }
+                Guard::NewUpstream { provider, msgid } => {
+                    self.kv.get(&keys::upstream(provider, msgid))?.is_none()
+                }
+                Guard::DeliveryVersion { id, version } => {
+                    let key = keys::delivery(*id);
+                    let stored = match self.kv.get(&key)? {
+                        Some(bytes) => decode::<VersionOf>(&key, &bytes)?.version,
+                        None => 0,
+                    };
+                    stored == *version
+                }
             };
-            if self.kv.get(&key)?.is_some() {
+            if !holds {
                 return Ok(false);
             }
         }
@@ -839,6 +858,39 @@ mod tests {
             .apply(vec![WriteOp::EnqueueOrdered(no_key)])
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_written_only_over_the_version_it_was_read_at() {
+        let store = open();
+        let id = DeliveryId {
+            message: MessageId::generate(),
+            index: 0,
+        };
+        let mut d = DeliveryRecord::queued(id, &device("c1"), 1);
+        d.next_attempt_at = None;
+        let put = |d: &DeliveryRecord, version: u64| {
+            let mut d = d.clone();
+            d.version = version + 1;
+            (
+                vec![Guard::DeliveryVersion { id, version }],
+                vec![WriteOp::PutDelivery(d)],
+            )
+        };
+        let (guards, ops) = put(&d, 0);
+        assert!(
+            store.apply_if(guards, ops).await.expect("new"),
+            "absent counts as 0"
+        );
+        let (guards, ops) = put(&d, 1);
+        assert!(store.apply_if(guards, ops).await.expect("next"));
+        // A writer that read version 1 too is too late: nothing changes.
+        let mut stale = d.clone();
+        stale.attempts = 99;
+        let (guards, ops) = put(&stale, 1);
+        assert!(!store.apply_if(guards, ops).await.expect("stale"));
+        let stored = store.delivery(id).await.expect("read").expect("stored");
+        assert_eq!((stored.version, stored.attempts), (2, 0));
     }
 
     #[tokio::test]

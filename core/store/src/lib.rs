@@ -37,6 +37,8 @@ pub enum Guard {
     NewRequest { app: String, request_id: String },
     /// No upstream message of `provider` with this msgid has been recorded.
     NewUpstream { provider: String, msgid: String },
+    /// The delivery is stored at this version (0: also when it is not stored yet).
+    DeliveryVersion { id: DeliveryId, version: u64 },
 }
 
 /// A record [`WriteOp::ScheduleRemoval`] can remove.

@@ -74,6 +74,9 @@ impl Default for EngineSettings {
     }
 }
 
+/// How many times a step is run while its write finds a delivery changed meanwhile.
+const CONFLICT_RETRIES: usize = 8;
+
 /// The routing engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
@@ -235,6 +238,45 @@ impl Engine {
             self.expiry_waker.notify_one();
         }
         Ok(true)
+    }
+
+    /// Writes `ops`, each delivery in them only over the version it was read at (and one
+    /// higher): `Err(StoreError::Conflict)` if one changed meanwhile, nothing written. Callers
+    /// run the step again through [`Engine::retrying`].
+    pub(crate) async fn write_deliveries(&self, mut ops: Vec<WriteOp>) -> Result<(), EngineError> {
+        let mut guards = Vec::new();
+        for op in &mut ops {
+            if let WriteOp::PutDelivery(d) = op {
+                guards.push(crate::store::Guard::DeliveryVersion {
+                    id: d.id,
+                    version: d.version,
+                });
+                d.version += 1;
+            }
+        }
+        if self.write_if(guards, ops).await? {
+            Ok(())
+        } else {
+            Err(EngineError::Store(crate::error::StoreError::Conflict))
+        }
+    }
+
+    /// Runs a step that reads deliveries and writes them with [`Engine::write_deliveries`],
+    /// again (from a fresh read) while its write finds a delivery changed by another writer.
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut step: F) -> Result<T, EngineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, EngineError>>,
+    {
+        for _ in 1..CONFLICT_RETRIES {
+            match step().await {
+                Err(EngineError::Store(crate::error::StoreError::Conflict)) => {
+                    tracing::debug!("a delivery changed under a step; running it again");
+                }
+                other => return other,
+            }
+        }
+        step().await
     }
 
     pub(crate) fn wake_provider(&self, name: &str) {

@@ -48,7 +48,9 @@ impl Engine {
     ) -> Result<ReceiptReport, EngineError> {
         let mut report = ReceiptReport::default();
         for receipt in receipts {
-            let outcome = self.apply_receipt(provider, receipt).await?;
+            let outcome = self
+                .retrying(|| self.apply_receipt(provider, receipt.clone()))
+                .await?;
             metrics::counter!(m::RECEIPTS_TOTAL, "provider" => provider.to_string(), "result" => outcome.label()).increment(1);
             match outcome {
                 ReceiptOutcome::Applied => report.applied += 1,
@@ -121,7 +123,7 @@ impl Engine {
             let now = now_ms();
             self.apply_receipt_status(&message, &mut delivery, &receipt.status, now, &mut ops)
                 .await?;
-            self.write(std::mem::take(&mut ops)).await?;
+            self.write_deliveries(std::mem::take(&mut ops)).await?;
             ReceiptOutcome::Applied
         };
         if !ops.is_empty() {

@@ -26,7 +26,7 @@ impl Engine {
     /// is sent again with the same idempotency key (at-least-once, deduplicated by the
     /// provider).
     pub async fn deliver(&self, due: u64, id: DeliveryId) -> Result<Option<bool>, EngineError> {
-        let Some(outbound) = self.begin_send(due, id).await? else {
+        let Some(outbound) = self.retrying(|| self.begin_send(due, id)).await? else {
             return Ok(None);
         };
         let (outbound, provider_name, started_at) = outbound;
@@ -43,7 +43,15 @@ impl Engine {
         metrics::histogram!(m::PROVIDER_SEND_SECONDS, "provider" => provider_name.clone())
             .record(started.elapsed().as_secs_f64());
         let healthy = !matches!(&result, Err(e) if e.is_transient());
-        self.finish_send(id, started_at, result).await?;
+        let sent = self
+            .retrying(|| self.finish_send(id, started_at, result.clone()))
+            .await?;
+        if let Some(reference) = sent {
+            // Only now look for a receipt that came between finish_send's look and its write
+            // (the receipt path writes first and looks after, so one of us sees the other).
+            self.retrying(|| self.apply_early_receipt(id, &reference))
+                .await?;
+        }
         Ok(Some(healthy))
     }
 
@@ -71,14 +79,14 @@ impl Engine {
             tracing::warn!(delivery = %id, "delivery without a message record; dropping it");
             let mut ops = Vec::new();
             unschedule(&mut delivery, &mut ops);
-            self.write(ops).await?;
+            self.write_deliveries(ops).await?;
             return Ok(None);
         };
         let mut ops = Vec::new();
         if delivery.state.is_final() {
             unschedule(&mut delivery, &mut ops);
             ops.push(WriteOp::PutDelivery(delivery));
-            self.write(ops).await?;
+            self.write_deliveries(ops).await?;
             return Ok(None);
         }
         if now >= message.expires_at {
@@ -89,7 +97,7 @@ impl Engine {
                 now,
                 &mut ops,
             );
-            self.write(ops).await?;
+            self.write_deliveries(ops).await?;
             return Ok(None);
         }
         if delivery.state == DeliveryState::Sent {
@@ -111,20 +119,21 @@ impl Engine {
         Ok(Some((outbound, delivery.provider, now)))
     }
 
-    /// Records a provider's answer: `sent`, another attempt later, or a final state.
+    /// Records a provider's answer: `sent`, another attempt later, or a final state. Returns
+    /// the provider's reference when it recorded `sent` (and no kept receipt settled it).
     async fn finish_send(
         &self,
         id: DeliveryId,
         started_at: u64,
         result: Result<Sent, ProviderError>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<String>, EngineError> {
         let _guard = self.message_locks.lock(&id.message).await;
         let now = now_ms();
         let (Some(mut delivery), Some(message)) = (
             self.store.delivery(id).await?,
             self.store.message(id.message).await?,
         ) else {
-            return Ok(());
+            return Ok(None);
         };
         delivery.attempts += 1;
         let resend = (delivery.state == DeliveryState::Sent).then_some(RECEIPT_TIMEOUT);
@@ -142,8 +151,8 @@ impl Engine {
                 if delivery.state.is_final() {
                     // A receipt (or the TTL) got there first.
                     ops.push(WriteOp::PutDelivery(delivery));
-                    self.write(ops).await?;
-                    return Ok(());
+                    self.write_deliveries(ops).await?;
+                    return Ok(None);
                 }
                 delivery.transition(DeliveryState::Sent, now);
                 delivery.provider_ref = Some(sent.provider_ref.clone());
@@ -165,15 +174,8 @@ impl Engine {
                     self.schedule_receipt_timeout(&message, &mut delivery, now, &mut ops);
                     ops.push(WriteOp::PutDelivery(delivery.clone()));
                 }
-                self.write(ops).await?;
-                if settled {
-                    return Ok(());
-                }
-                // Look again for a receipt that came between that look and the write (the
-                // receipt path writes first and looks after, so one of us sees the other).
-                return self
-                    .apply_early_receipt(&message, &mut delivery, &sent.provider_ref, now)
-                    .await;
+                self.write_deliveries(ops).await?;
+                return Ok((!settled).then_some(sent.provider_ref));
             }
             Err(error) if delivery.state.is_final() => {
                 tracing::debug!(delivery = %id, %error, "send failed after the delivery was settled");
@@ -231,26 +233,37 @@ impl Engine {
                 }
             }
         }
-        self.write(ops).await?;
-        Ok(())
+        self.write_deliveries(ops).await?;
+        Ok(None)
     }
 
-    /// Applies a receipt kept before the send that `delivery` just recorded, if one is there.
+    /// Applies a receipt kept before the send of `id` was recorded, if one is there.
     async fn apply_early_receipt(
         &self,
-        message: &MessageRecord,
-        delivery: &mut DeliveryRecord,
+        id: DeliveryId,
         reference: &str,
-        now: u64,
     ) -> Result<(), EngineError> {
-        let provider = delivery.provider.clone();
-        let Some(early) = self.store.early_receipt(&provider, reference).await? else {
+        let _guard = self.message_locks.lock(&id.message).await;
+        let (Some(mut delivery), Some(message)) = (
+            self.store.delivery(id).await?,
+            self.store.message(id.message).await?,
+        ) else {
+            return Ok(());
+        };
+        if delivery.state.is_final() {
+            return Ok(());
+        }
+        let Some(early) = self
+            .store
+            .early_receipt(&delivery.provider, reference)
+            .await?
+        else {
             return Ok(());
         };
         let mut ops = Vec::new();
-        self.plan_early_receipt(message, delivery, early, now, &mut ops)
+        self.plan_early_receipt(&message, &mut delivery, early, now_ms(), &mut ops)
             .await?;
-        self.write(ops).await?;
+        self.write_deliveries(ops).await?;
         Ok(())
     }
 
@@ -374,7 +387,7 @@ impl Engine {
                 });
             }
         }
-        self.write(ops).await?;
+        self.write_deliveries(ops).await?;
         Ok(())
     }
 
@@ -391,7 +404,7 @@ impl Engine {
                     at: now_ms() + EXPIRY_RECHECK.as_millis() as u64 * 60,
                     message: id,
                 });
-                return self.write(ops).await;
+                return self.write_deliveries(ops).await;
             }
             for d in deliveries {
                 if let Some(reference) = d.provider_ref {
@@ -410,7 +423,7 @@ impl Engine {
             }
             ops.push(WriteOp::DeleteMessage(id));
         }
-        self.write(ops).await
+        self.write_deliveries(ops).await
     }
 }
 
