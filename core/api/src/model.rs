@@ -258,6 +258,11 @@ pub struct DeliveryError {
 /// One delivery of a message to one device, with its full state history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
+    /// Bumped by every change: a change is written only over the version it was made from
+    /// (see `pushgate_store::Guard::DeliveryVersion`), so concurrent writers never lose one.
+    /// First, so a store reads it from the start of the JSON.
+    #[serde(default)]
+    pub version: u64,
     pub id: DeliveryId,
     pub provider: String,
     pub cid: String,
@@ -274,10 +279,6 @@ pub struct DeliveryRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<DeliveryError>,
     pub history: Vec<Transition>,
-    /// Bumped by every change: a change is written only over the version it was made from
-    /// (see `pushgate_store::Guard::DeliveryVersion`), so concurrent writers never lose one.
-    #[serde(default)]
-    pub version: u64,
 }
 
 impl DeliveryRecord {

@@ -62,11 +62,41 @@ impl Writes {
     }
 }
 
-/// The version of a stored record, read without decoding the rest.
-#[derive(serde::Deserialize)]
-struct VersionOf {
-    #[serde(default)]
-    version: u64,
+/// Whether a batch has ops that read what they change (a device's mirror pointer, a queue's
+/// head): those are planned under the lock that serialises read-modify-writes.
+fn reads_what_it_changes(ops: &[WriteOp]) -> bool {
+    ops.iter().any(|op| {
+        matches!(
+            op,
+            WriteOp::QueueAliasMirror(_)
+                | WriteOp::RetryAliasMirror(_)
+                | WriteOp::FinishAliasMirror(_)
+                | WriteOp::EnqueueOrdered(_)
+                | WriteOp::AdvanceOrdered { .. }
+        )
+    })
+}
+
+/// The version of a stored delivery record, read from the start of its JSON (where
+/// `DeliveryRecord` puts it) without decoding the rest; records written before versions
+/// existed are decoded in full.
+fn version_of(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct VersionOf {
+        #[serde(default)]
+        version: u64,
+    }
+    const PREFIX: &[u8] = b"{\"version\":";
+    if let Some(rest) = bytes.strip_prefix(PREFIX) {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if let Some(v) = std::str::from_utf8(&rest[..digits])
+            .ok()
+            .and_then(|d| d.parse().ok())
+        {
+            return Ok(v);
+        }
+    }
+    decode::<VersionOf>(key, bytes).map(|v| v.version)
 }
 
 /// The ordering key of an event bound for an ordered queue.
@@ -326,6 +356,26 @@ impl<K: Kv> KvStore<K> {
         }
     }
 
+    /// Whether a guard holds now (the caller holds the lock the guarded write takes).
+    fn holds(&self, guard: &Guard) -> Result<bool, StoreError> {
+        Ok(match guard {
+            Guard::NewRequest { app, request_id } => {
+                self.kv.get(&keys::idempotency(app, request_id))?.is_none()
+            }
+            Guard::NewUpstream { provider, msgid } => {
+                self.kv.get(&keys::upstream(provider, msgid))?.is_none()
+            }
+            Guard::DeliveryVersion { id, version } => {
+                let key = keys::delivery(*id);
+                let stored = match self.kv.get(&key)? {
+                    Some(bytes) => version_of(&key, &bytes)?,
+                    None => 0,
+                };
+                stored == *version
+            }
+        })
+    }
+
     fn first_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<K::Bytes>, StoreError> {
         match self.kv.scan_prefix(prefix).next() {
             Some(item) => item.map(|(k, _)| Some(k)),
@@ -487,21 +537,7 @@ impl<K: Kv> IdentityStore for KvStore<K> {
 #[async_trait]
 impl<K: Kv> DeliveryStore for KvStore<K> {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        // Ops that read what they change (a device's mirror pointer, a queue's head) are
-        // serialised with every other read-modify-write.
-        let _guard = ops
-            .iter()
-            .any(|op| {
-                matches!(
-                    op,
-                    WriteOp::QueueAliasMirror(_)
-                        | WriteOp::RetryAliasMirror(_)
-                        | WriteOp::FinishAliasMirror(_)
-                        | WriteOp::EnqueueOrdered(_)
-                        | WriteOp::AdvanceOrdered { .. }
-                )
-            })
-            .then(|| self.lock_identity());
+        let _guard = reads_what_it_changes(&ops).then(|| self.lock_identity());
         let mut batch = Writes::default();
         let depth_changes = self.plan(ops, &mut batch)?;
         self.write_planned(batch, depth_changes)
@@ -721,30 +757,24 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
     }
 
     async fn apply_if(&self, guards: Vec<Guard>, ops: Vec<WriteOp>) -> Result<bool, StoreError> {
+        // Records are encoded before taking the lock, unless planning reads the store.
+        let mut batch = Writes::default();
+        let (planned, later) = if reads_what_it_changes(&ops) {
+            (None, Some(ops))
+        } else {
+            (Some(self.plan(ops, &mut batch)?), None)
+        };
         let _guard = self.lock_identity();
         for guard in &guards {
-            let holds = match guard {
-                Guard::NewRequest { app, request_id } => {
-                    self.kv.get(&keys::idempotency(app, request_id))?.is_none()
-                }
-                Guard::NewUpstream { provider, msgid } => {
-                    self.kv.get(&keys::upstream(provider, msgid))?.is_none()
-                }
-                Guard::DeliveryVersion { id, version } => {
-                    let key = keys::delivery(*id);
-                    let stored = match self.kv.get(&key)? {
-                        Some(bytes) => decode::<VersionOf>(&key, &bytes)?.version,
-                        None => 0,
-                    };
-                    stored == *version
-                }
-            };
-            if !holds {
+            if !self.holds(guard)? {
                 return Ok(false);
             }
         }
-        let mut batch = Writes::default();
-        let depth_changes = self.plan(ops, &mut batch)?;
+        let depth_changes = match (planned, later) {
+            (Some(depth_changes), _) => depth_changes,
+            (None, Some(ops)) => self.plan(ops, &mut batch)?,
+            (None, None) => Vec::new(),
+        };
         self.write_planned(batch, depth_changes)?;
         Ok(true)
     }
@@ -891,6 +921,21 @@ mod tests {
         assert!(!store.apply_if(guards, ops).await.expect("stale"));
         let stored = store.delivery(id).await.expect("read").expect("stored");
         assert_eq!((stored.version, stored.attempts), (2, 0));
+    }
+
+    #[test]
+    fn versions_are_read_from_the_front_or_decoded() {
+        assert_eq!(
+            version_of(b"k", br#"{"version":12,"id":"x"}"#).ok(),
+            Some(12)
+        );
+        assert_eq!(version_of(b"k", br#"{"id":"x","version":7}"#).ok(), Some(7));
+        assert_eq!(
+            version_of(b"k", br#"{"id":"x"}"#).ok(),
+            Some(0),
+            "before versions"
+        );
+        assert!(version_of(b"k", b"garbage").is_err());
     }
 
     #[tokio::test]
