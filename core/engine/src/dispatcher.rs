@@ -20,6 +20,8 @@ use crate::store::Timer;
 const SCAN_BATCH: usize = 256;
 /// Longest sleep of an idle worker; new work wakes it sooner.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How long handling one batch of message timers may take (their claims outlast it).
+const TIMER_WORK: Duration = Duration::from_secs(30);
 /// Pause after a storage error, so a broken disk does not spin a core.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
@@ -197,7 +199,8 @@ pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "scheduled removals failed"),
         }
-        let due = match store.due_expiries(now, SCAN_BATCH).await {
+        let lease = engine.lease(now, TIMER_WORK);
+        let due = match store.claim_timers(now, SCAN_BATCH, &lease).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = %e, "expiry scan failed");
@@ -232,6 +235,7 @@ pub async fn run_expiry(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
                 Timer::Expire => engine.retrying(|| engine.expire_message(at, id)).await,
                 Timer::Purge => engine.purge_message(at, id).await,
             };
+            engine.release_timer_claim(id).await;
             if let Err(e) = result {
                 tracing::error!(message = %id, error = %e, ?timer, "message timer failed");
                 tokio::time::sleep(ERROR_PAUSE).await;

@@ -23,6 +23,8 @@ use crate::store::WriteOp;
 const BATCH: usize = 32;
 /// Longest sleep with nothing due; a binding change wakes the worker sooner.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How long one mirror call may take at most (its claim outlasts it).
+const MIRROR_WORK: Duration = Duration::from_secs(30);
 /// Pause after a storage error.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
@@ -89,7 +91,8 @@ pub async fn run_alias_mirrors(engine: Arc<Engine>, mut shutdown: watch::Receive
             continue;
         }
         let now = now_ms();
-        let due = match store.due_alias_mirrors(now, BATCH).await {
+        let lease = engine.lease(now, MIRROR_WORK);
+        let due = match store.claim_alias_mirrors(now, BATCH, &lease).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = %e, "alias mirror scan failed");
@@ -113,7 +116,12 @@ pub async fn run_alias_mirrors(engine: Arc<Engine>, mut shutdown: watch::Receive
         let mut sends = JoinSet::new();
         for mirror in due {
             let engine = engine.clone();
-            sends.spawn(async move { engine.mirror_alias(mirror).await });
+            sends.spawn(async move {
+                let id = mirror.id;
+                let result = engine.mirror_alias(mirror).await;
+                engine.release_mirror_claim(id).await;
+                result
+            });
         }
         while let Some(done) = sends.join_next().await {
             if let Ok(Err(e)) = done {

@@ -33,6 +33,8 @@ pub struct KvStore<K: Kv> {
     /// so its claims live in that process and end with it.
     delivery_claims: Claims<DeliveryId>,
     event_claims: Claims<MessageId>,
+    timer_claims: Claims<MessageId>,
+    mirror_claims: Claims<MessageId>,
     /// Serialises read-modify-write batches: bindings, alias mirrors, ordered queues, guarded
     /// writes.
     identity_lock: Mutex<()>,
@@ -135,6 +137,8 @@ impl<K: Kv> KvStore<K> {
             kv,
             delivery_claims: Claims::default(),
             event_claims: Claims::default(),
+            timer_claims: Claims::default(),
+            mirror_claims: Claims::default(),
             identity_lock: Mutex::new(()),
             outbox_depth: Mutex::new(depth),
         })
@@ -655,25 +659,40 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
         Ok(self.depths().by_app.get(app).copied().unwrap_or(0))
     }
 
-    async fn due_expiries(
+    async fn claim_timers(
         &self,
         now: u64,
         limit: usize,
+        lease: &Lease,
     ) -> Result<Vec<(u64, MessageId, Timer)>, StoreError> {
         let end = keys::time_bound(&[keys::EXPIRY], now);
-        let mut out = Vec::new();
-        for item in self.kv.range(vec![keys::EXPIRY], Some(end)).take(limit) {
-            let (k, v) = item?;
-            if let Some((at, id)) = keys::parse_timed(&k) {
-                let timer = if v.as_ref() == PURGE_MARK {
-                    Timer::Purge
-                } else {
-                    Timer::Expire
-                };
-                out.push((at, id, timer));
+        let mut found = Vec::new();
+        {
+            let held = self.timer_claims.held(now);
+            for item in self.kv.range(vec![keys::EXPIRY], Some(end)) {
+                if found.len() >= limit {
+                    break;
+                }
+                let (k, v) = item?;
+                if let Some((at, id)) = keys::parse_timed(&k) {
+                    if held.contains(&id) {
+                        continue;
+                    }
+                    let timer = if v.as_ref() == PURGE_MARK {
+                        Timer::Purge
+                    } else {
+                        Timer::Expire
+                    };
+                    found.push((at, id, timer));
+                }
             }
         }
-        Ok(out)
+        Ok(self.timer_claims.claim(found, |(_, id, _)| *id, lease, now))
+    }
+
+    async fn release_timer(&self, message: MessageId, owner: &str) -> Result<(), StoreError> {
+        self.timer_claims.release(&message, owner);
+        Ok(())
     }
 
     async fn remove_due(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
@@ -779,24 +798,36 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
         Ok(true)
     }
 
-    async fn due_alias_mirrors(
+    async fn claim_alias_mirrors(
         &self,
         now: u64,
         limit: usize,
+        lease: &Lease,
     ) -> Result<Vec<AliasMirror>, StoreError> {
         let prefix = [keys::MIRROR];
-        let mut out = Vec::new();
-        for item in self.kv.range(
-            keys::time_start(&prefix, 0),
-            Some(keys::time_bound(&prefix, now)),
-        ) {
-            if out.len() >= limit {
-                break;
+        let mut found: Vec<AliasMirror> = Vec::new();
+        {
+            let held = self.mirror_claims.held(now);
+            for item in self.kv.range(
+                keys::time_start(&prefix, 0),
+                Some(keys::time_bound(&prefix, now)),
+            ) {
+                if found.len() >= limit {
+                    break;
+                }
+                let (k, v) = item?;
+                if keys::parse_timed(&k).is_some_and(|(_, id)| held.contains(&id)) {
+                    continue;
+                }
+                found.push(decode(&k, &v)?);
             }
-            let (k, v) = item?;
-            out.push(decode(&k, &v)?);
         }
-        Ok(out)
+        Ok(self.mirror_claims.claim(found, |m| m.id, lease, now))
+    }
+
+    async fn release_alias_mirror(&self, id: MessageId, owner: &str) -> Result<(), StoreError> {
+        self.mirror_claims.release(&id, owner);
+        Ok(())
     }
 
     async fn next_alias_mirror(&self) -> Result<Option<u64>, StoreError> {
@@ -821,6 +852,15 @@ mod tests {
 
     fn open() -> crate::MemoryStore {
         crate::memory_store()
+    }
+
+    /// A lease that has already passed: claims taken with it never hold, so a listing can be
+    /// repeated.
+    fn test_lease() -> Lease {
+        Lease {
+            owner: "t".into(),
+            until: 0,
+        }
     }
 
     #[tokio::test]
@@ -1109,7 +1149,10 @@ mod tests {
             .apply(vec![WriteOp::QueueAliasMirror(newer.clone())])
             .await
             .expect("supersede");
-        let due = store.due_alias_mirrors(100, 10).await.expect("due");
+        let due = store
+            .claim_alias_mirrors(100, 10, &test_lease())
+            .await
+            .expect("due");
         assert_eq!(
             due,
             vec![other.clone(), newer.clone()],
@@ -1126,7 +1169,11 @@ mod tests {
             .await
             .expect("stale ops");
         assert_eq!(
-            store.due_alias_mirrors(100, 10).await.expect("due").len(),
+            store
+                .claim_alias_mirrors(100, 10, &test_lease())
+                .await
+                .expect("due")
+                .len(),
             2
         );
         // The current one is rescheduled, then finished.
@@ -1139,7 +1186,10 @@ mod tests {
             .expect("retry");
         assert_eq!(store.next_alias_mirror().await.expect("next"), Some(20));
         assert_eq!(
-            store.due_alias_mirrors(40, 10).await.expect("due"),
+            store
+                .claim_alias_mirrors(40, 10, &test_lease())
+                .await
+                .expect("due"),
             vec![other.clone()]
         );
         store

@@ -348,7 +348,7 @@ mod tests {
         store.release(id, "a").await.expect("release");
         assert!(!store.claimed(id, 10).await.expect("claimed"));
         assert_eq!(
-            store.due_expiries(25, 10).await.expect("exp"),
+            store.claim_timers(25, 10, &lease("t")).await.expect("exp"),
             vec![(20, id.message, Timer::Expire)]
         );
         store
@@ -392,7 +392,17 @@ mod tests {
         store.commit().await.expect("commit");
         drop(store);
         let store = open(dir.path());
-        let due = store.due_alias_mirrors(100, 10).await.expect("due");
+        let due = store
+            .claim_alias_mirrors(
+                100,
+                10,
+                &pushgate_engine::store::Lease {
+                    owner: "t".into(),
+                    until: 0,
+                },
+            )
+            .await
+            .expect("due");
         assert_eq!(due.len(), 1);
         assert_eq!((due[0].cid.as_str(), due[0].alias.as_str()), ("c9", "dave"));
     }

@@ -312,12 +312,17 @@ pub trait DeliveryStore: Send + Sync {
         None
     }
 
-    /// Up to `limit` messages whose TTL index entry is due at or before `now`.
-    async fn due_expiries(
+    /// Claims up to `limit` message timers (TTL expiry, retention purge) due at or before
+    /// `now` that no live lease holds, for `lease`, so each is handled by one node.
+    async fn claim_timers(
         &self,
         now: u64,
         limit: usize,
+        lease: &Lease,
     ) -> Result<Vec<(u64, MessageId, Timer)>, StoreError>;
+
+    /// Ends `owner`'s claim on a message timer.
+    async fn release_timer(&self, message: MessageId, owner: &str) -> Result<(), StoreError>;
 
     /// The earliest TTL index entry.
     async fn next_expiry(&self) -> Result<Option<u64>, StoreError>;
@@ -352,12 +357,17 @@ pub trait DeliveryStore: Send + Sync {
         msgid: &str,
     ) -> Result<Option<UpstreamRecord>, StoreError>;
 
-    /// Up to `limit` alias mirrors due at or before `now`, oldest first.
-    async fn due_alias_mirrors(
+    /// Claims up to `limit` alias mirrors due at or before `now`, oldest first, that no live
+    /// lease holds, for `lease`.
+    async fn claim_alias_mirrors(
         &self,
         now: u64,
         limit: usize,
+        lease: &Lease,
     ) -> Result<Vec<AliasMirror>, StoreError>;
+
+    /// Ends `owner`'s claim on an alias mirror.
+    async fn release_alias_mirror(&self, id: MessageId, owner: &str) -> Result<(), StoreError>;
 
     /// When the earliest pending alias mirror is due.
     async fn next_alias_mirror(&self) -> Result<Option<u64>, StoreError>;

@@ -187,6 +187,20 @@ impl Engine {
         }
     }
 
+    /// Ends this node's claim on a message timer.
+    pub(crate) async fn release_timer_claim(&self, id: MessageId) {
+        if let Err(e) = self.store.release_timer(id, &self.node).await {
+            tracing::warn!(message = %id, error = %e, "releasing a claim failed; it ends with its lease");
+        }
+    }
+
+    /// Ends this node's claim on an alias mirror.
+    pub(crate) async fn release_mirror_claim(&self, id: MessageId) {
+        if let Err(e) = self.store.release_alias_mirror(id, &self.node).await {
+            tracing::warn!(mirror = %id, error = %e, "releasing a claim failed; it ends with its lease");
+        }
+    }
+
     /// Ends this node's claim on a webhook event.
     pub(crate) async fn release_event_claim(&self, id: MessageId) {
         if let Err(e) = self.store.release_event(id, &self.node).await {
