@@ -428,3 +428,89 @@ async fn lost_receipts_end_delivered_through_the_receipt_timeout() {
     assert!(copies.values().all(|n| *n == 1), "once each: {copies:?}");
     println!("receipt timeout: 50 messages, {resent} delivered only after a resend, {counted} timeouts counted");
 }
+
+/// Devices may be bound with provider data (a Web Push subscription is one): the provider
+/// checks it, the binding keeps it, `GET` shows it, sends carry it, and binding the same cid
+/// again with new data replaces it. A provider that takes no data refuses it with a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_data_is_checked_kept_shown_and_carried_by_sends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let getui = "[[providers]]\nname = \"getui\"\nkind = \"getui\"\nbase_url = \"http://127.0.0.1:9\"\napp_id = \"a\"\napp_key = \"k\"\nmaster_secret = \"s\"\n";
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", getui));
+    let api = gw.api();
+    let bind = |data: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            api.post(
+                "/v1/apps/demo/aliases/bob/devices",
+                &json!({"provider": "mock", "cid": "bob-laptop", "data": data}),
+            )
+            .await
+        }
+    };
+    let first = bind(json!({"endpoint": "https://push.example/1"})).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(
+        first.json["devices"][0]["data"],
+        json!({"endpoint": "https://push.example/1"})
+    );
+    let id = api
+        .send(&json!({"to": {"alias": "bob"}, "payload": {"n": 1}}))
+        .await
+        .json["message_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    eventually(WAIT, "the send", || {
+        let (api, id) = (api.clone(), id.clone());
+        async move { api.all_deliveries_are(&id, "delivered").await.then_some(()) }
+    })
+    .await;
+    let inbox = api.inbox("mock", "bob-laptop").await;
+    assert_eq!(
+        inbox[0]["device_data"],
+        json!({"endpoint": "https://push.example/1"}),
+        "the send carried the device's data"
+    );
+    // Bound again with new data: replaced, still one device.
+    let again = bind(json!({"endpoint": "https://push.example/2"})).await;
+    assert_eq!(again.json["devices"].as_array().map(Vec::len), Some(1));
+    let shown = api.get("/v1/apps/demo/aliases/bob").await;
+    assert_eq!(
+        shown.json["devices"][0]["data"],
+        json!({"endpoint": "https://push.example/2"})
+    );
+    // A direct device target carries its binding's data too.
+    let direct = api
+        .send(&json!({"to": {"device": {"provider": "mock", "cid": "bob-laptop"}}, "payload": 2}))
+        .await;
+    let direct = direct.json["message_id"].as_str().expect("id").to_string();
+    eventually(WAIT, "the direct send", || {
+        let (api, id) = (api.clone(), direct.clone());
+        async move { api.all_deliveries_are(&id, "delivered").await.then_some(()) }
+    })
+    .await;
+    let inbox = api.inbox("mock", "bob-laptop").await;
+    assert_eq!(
+        inbox[1]["device_data"],
+        json!({"endpoint": "https://push.example/2"})
+    );
+    // Refused: data that is not an object, and data for a provider that takes none.
+    let bad = bind(json!("just a string")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.code(), "invalid_device_data");
+    let refused = api
+        .post(
+            "/v1/apps/demo/aliases/carol/devices",
+            &json!({"provider": "getui", "cid": "cid-carol", "data": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.code(), "invalid_device_data");
+    assert!(refused.text.contains("getui"), "{}", refused.text);
+    assert_eq!(
+        api.get("/v1/apps/demo/aliases/carol").await.status,
+        StatusCode::NOT_FOUND,
+        "nothing was bound"
+    );
+}

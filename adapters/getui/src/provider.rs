@@ -356,6 +356,7 @@ mod tests {
             payload: Arc::new(payload),
             ttl: Duration::from_secs(3600),
             attempt: 1,
+            device_data: None,
             idempotency_key: id.to_string(),
         }
     }

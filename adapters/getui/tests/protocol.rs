@@ -45,6 +45,7 @@ fn delivery(cid: &str, payload: Value) -> OutboundDelivery {
         payload: Arc::new(payload),
         ttl: Duration::from_secs(3600),
         attempt: 1,
+        device_data: None,
         idempotency_key: id.to_string(),
     }
 }

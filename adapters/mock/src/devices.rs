@@ -19,6 +19,9 @@ pub struct InboxEntry {
     pub from: Option<String>,
     pub payload: serde_json::Value,
     pub received_at: u64,
+    /// The provider data the device was bound with, as the send carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_data: Option<serde_json::Value>,
 }
 
 #[derive(Default)]
@@ -224,6 +227,7 @@ mod tests {
             from: None,
             payload: serde_json::json!({"n": request_id}),
             received_at: 1,
+            device_data: None,
         }
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pushgate_api::clock::now_ms;
 use pushgate_api::provider::{
-    CallbackError, CallbackRequest, OutboundDelivery, ParsedReceipts, ParsedUpstream, Provider,
-    ProviderContext, ProviderError, ProviderLimits, Sent,
+    CallbackError, CallbackRequest, DeviceError, OutboundDelivery, ParsedReceipts, ParsedUpstream,
+    Provider, ProviderContext, ProviderError, ProviderLimits, Sent,
 };
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -19,6 +19,8 @@ use crate::config::MockSettings;
 use crate::devices::{InboxEntry, Inboxes};
 use crate::error::MockError;
 
+/// Largest device data a simulated device takes (JSON bytes).
+const MAX_DEVICE_DATA: usize = 1024;
 /// Receipts waiting to be sent, at most.
 const RECEIPT_QUEUE: usize = 65_536;
 /// Most receipt lines in one simulated callback.
@@ -247,6 +249,7 @@ impl Provider for MockProvider {
             from: delivery.from.clone(),
             payload: (*delivery.payload).clone(),
             received_at: now_ms(),
+            device_data: delivery.device_data.as_deref().cloned(),
         };
         let reference = delivery.idempotency_key.clone();
         let receipt = acknowledge
@@ -297,6 +300,25 @@ impl Provider for MockProvider {
                 rx,
                 self.inboxes.clone(),
             ));
+        }
+    }
+
+    /// A simulated device may carry any JSON object of up to 1 KiB as its provider data
+    /// (shown in its inbox entries, so tests see what a send carried).
+    fn check_device_data(
+        &self,
+        _cid: &str,
+        data: Option<&serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, DeviceError> {
+        match data {
+            None => Ok(None),
+            Some(v) if !v.is_object() => Err(DeviceError::Data(
+                "mock device data must be a JSON object".into(),
+            )),
+            Some(v) if v.to_string().len() > MAX_DEVICE_DATA => Err(DeviceError::Data(format!(
+                "mock device data is at most {MAX_DEVICE_DATA} bytes of JSON"
+            ))),
+            Some(v) => Ok(Some(v.clone())),
         }
     }
 

@@ -13,12 +13,15 @@ pub struct DeviceRef {
     pub cid: String,
 }
 
-/// A device bound to an alias, with the time of binding (epoch ms).
+/// A device bound to an alias, with the time of binding (epoch ms) and the provider data
+/// it was bound with (a Web Push subscription's endpoint and keys), as its provider checked it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoundDevice {
     pub provider: String,
     pub cid: String,
     pub bound_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 impl BoundDevice {
@@ -279,6 +282,9 @@ pub struct DeliveryRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<DeliveryError>,
     pub history: Vec<Transition>,
+    /// The device's provider data as bound when the message was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_data: Option<serde_json::Value>,
 }
 
 impl DeliveryRecord {
@@ -301,6 +307,7 @@ impl DeliveryRecord {
                 reason: None,
             }],
             version: 0,
+            device_data: None,
         }
     }
 

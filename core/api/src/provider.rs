@@ -25,6 +25,8 @@ pub struct OutboundDelivery {
     pub ttl: Duration,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The device's provider data as bound (a Web Push subscription), if it has any.
+    pub device_data: Option<Arc<serde_json::Value>>,
     /// Stable across retries of this delivery: providers use it as their request id so a
     /// retried send is deduplicated on their side (at most 32 characters).
     pub idempotency_key: String,
@@ -186,6 +188,17 @@ pub enum CallbackRefusal {
     CloseConnection,
 }
 
+/// Why a device cannot be bound to a provider; the message names the problem.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// The cid is not in the provider's format (API code `invalid_cid`).
+    #[error("{0}")]
+    Cid(String),
+    /// The provider data is missing, malformed or refused (API code `invalid_device_data`).
+    #[error("{0}")]
+    Data(String),
+}
+
 /// A callback the provider cannot take at all.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
@@ -265,6 +278,35 @@ pub trait Provider: Send + Sync + 'static {
     /// Parses and verifies an upstream callback. Default: upstream is not supported.
     fn parse_upstream(&self, _request: &CallbackRequest) -> Result<ParsedUpstream, CallbackError> {
         Err(CallbackError::NotSupported("upstream"))
+    }
+
+    /// Checks a cid is in this provider's format. Default: 1–64 ASCII letters, digits and
+    /// `_ - . :`.
+    fn check_cid(&self, cid: &str) -> Result<(), DeviceError> {
+        crate::validate::cid(cid).map_err(|e| DeviceError::Cid(e.0))
+    }
+
+    /// Checks the provider data a device is bound with (its cid already checked); returns the
+    /// data to keep with the binding, handed to `send` in [`OutboundDelivery::device_data`].
+    /// Default: no data.
+    fn check_device_data(
+        &self,
+        _cid: &str,
+        data: Option<&serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, DeviceError> {
+        match data {
+            None => Ok(None),
+            Some(_) => Err(DeviceError::Data(format!(
+                "provider {:?} takes no device data",
+                self.name()
+            ))),
+        }
+    }
+
+    /// A device's data as the API shows it (secrets such as encryption keys hidden).
+    /// Default: as kept.
+    fn redact_device_data(&self, data: &serde_json::Value) -> serde_json::Value {
+        data.clone()
     }
 
     /// How a receipt or upstream callback that cannot be stored is refused, per this

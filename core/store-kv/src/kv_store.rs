@@ -14,7 +14,7 @@ use crate::claims::Claims;
 use crate::keys;
 use crate::kv::{Kv, Write1};
 use pushgate_store::{
-    BindError, BindOutcome, DeliveryStore, Guard, IdempotencyEntry, IdentityStore, Lease,
+    BindError, BindOutcome, Binding, DeliveryStore, Guard, IdempotencyEntry, IdentityStore, Lease,
     MirrorPlan, Removable, Timer, WriteOp,
 };
 
@@ -411,11 +411,16 @@ impl<K: Kv> IdentityStore for KvStore<K> {
         &self,
         app: &str,
         alias: &str,
-        device: &DeviceRef,
-        max_devices: usize,
-        now: u64,
+        binding: Binding,
         mirror: MirrorPlan<'_>,
     ) -> Result<BindOutcome, BindError> {
+        let Binding {
+            device,
+            data,
+            max_devices,
+            now,
+        } = binding;
+        let device = &device;
         let _guard = self.lock_identity();
         let device_key = keys::device(app, device);
         let alias_key = keys::alias(app, alias);
@@ -426,12 +431,26 @@ impl<K: Kv> IdentityStore for KvStore<K> {
                     alias: alias.to_string(),
                     devices: Vec::new(),
                 });
-        if current.as_deref() == Some(alias) && record.devices.iter().any(|d| d.is(device)) {
-            return Ok(BindOutcome {
-                record,
-                moved_from: None,
-                changed: false,
-            });
+        if current.as_deref() == Some(alias) {
+            if let Some(bound) = record.devices.iter_mut().find(|d| d.is(device)) {
+                if bound.data == data {
+                    return Ok(BindOutcome {
+                        record,
+                        moved_from: None,
+                        changed: false,
+                    });
+                }
+                // Bound again with new provider data: the data is replaced.
+                bound.data = data;
+                let mut batch = Writes::default();
+                batch.insert(alias_key, alias_codec::encode(&record));
+                self.write_planned(batch, Vec::new())?;
+                return Ok(BindOutcome {
+                    record,
+                    moved_from: None,
+                    changed: false,
+                });
+            }
         }
         if record.devices.len() >= max_devices {
             return Err(BindError::Full { max: max_devices });
@@ -456,6 +475,7 @@ impl<K: Kv> IdentityStore for KvStore<K> {
             provider: device.provider.clone(),
             cid: device.cid.clone(),
             bound_at: now,
+            data,
         });
         batch.insert(alias_key, alias_codec::encode(&record));
         batch.insert(device_key, alias.as_bytes());
@@ -979,6 +999,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn binding_again_with_new_data_replaces_it_in_place() {
+        let store = open();
+        let with = |data: serde_json::Value| Binding {
+            device: device("c1"),
+            data: Some(data),
+            max_devices: 1,
+            now: 1,
+        };
+        let first = store
+            .bind_device("app", "a", with(serde_json::json!({"v": 1})), &no_mirrors)
+            .await
+            .expect("bind");
+        assert!(first.changed);
+        let again = store
+            .bind_device("app", "a", with(serde_json::json!({"v": 2})), &no_mirrors)
+            .await
+            .expect("rebind");
+        assert!(!again.changed, "no move, no mirror: the same binding");
+        let record = store.alias("app", "a").await.expect("read").expect("alias");
+        assert_eq!(record.devices.len(), 1, "the alias limit of 1 is not hit");
+        assert_eq!(record.devices[0].data, Some(serde_json::json!({"v": 2})));
+    }
+
+    #[tokio::test]
     async fn a_guarded_write_happens_once() {
         let store = open();
         let guard = || {
@@ -1054,28 +1098,28 @@ mod tests {
     async fn binding_moves_devices_and_enforces_the_limit() {
         let store = open();
         let out = store
-            .bind_device("app", "alice", &device("c1"), 2, 1, &no_mirrors)
+            .bind_device("app", "alice", Binding::of(device("c1"), 2, 1), &no_mirrors)
             .await
             .expect("bind");
         assert!(out.changed);
         let again = store
-            .bind_device("app", "alice", &device("c1"), 2, 2, &no_mirrors)
+            .bind_device("app", "alice", Binding::of(device("c1"), 2, 2), &no_mirrors)
             .await
             .expect("rebind");
         assert!(!again.changed);
         assert_eq!(again.record.devices.len(), 1);
         store
-            .bind_device("app", "alice", &device("c2"), 2, 3, &no_mirrors)
+            .bind_device("app", "alice", Binding::of(device("c2"), 2, 3), &no_mirrors)
             .await
             .expect("second device");
         let full = store
-            .bind_device("app", "alice", &device("c3"), 2, 4, &no_mirrors)
+            .bind_device("app", "alice", Binding::of(device("c3"), 2, 4), &no_mirrors)
             .await;
         assert!(matches!(full, Err(BindError::Full { max: 2 })));
 
         // c1 moves to bob: alice keeps c2 only.
         let moved = store
-            .bind_device("app", "bob", &device("c1"), 2, 5, &no_mirrors)
+            .bind_device("app", "bob", Binding::of(device("c1"), 2, 5), &no_mirrors)
             .await
             .expect("move");
         assert_eq!(moved.moved_from.as_deref(), Some("alice"));

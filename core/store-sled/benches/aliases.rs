@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use pushgate_engine::model::DeviceRef;
-use pushgate_engine::store::{no_mirrors, IdentityStore};
+use pushgate_engine::store::{no_mirrors, Binding, IdentityStore};
 use pushgate_store_sled::SledOptions;
 use rand::Rng;
 
@@ -58,7 +58,12 @@ async fn run() {
             cid: format!("cid-{i:08}"),
         };
         store
-            .bind_device("demo", &format!("user{i}"), &device, 10, 0, &no_mirrors)
+            .bind_device(
+                "demo",
+                &format!("user{i}"),
+                Binding::of(device, 10, 0),
+                &no_mirrors,
+            )
             .await
             .expect("bind");
         // The API flushes every bind (group commit); flush in batches here.

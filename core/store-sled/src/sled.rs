@@ -231,7 +231,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
         store
-            .bind_device("app", "alice", &device("c1"), 4, 1, &no_mirrors)
+            .bind_device(
+                "app",
+                "alice",
+                pushgate_engine::store::Binding::of(device("c1"), 4, 1),
+                &no_mirrors,
+            )
             .await
             .expect("bind");
         store.commit().await.expect("commit");
@@ -381,12 +386,17 @@ mod tests {
         };
         // Queued with a bind, in the same write, and still there after a restart.
         store
-            .bind_device("app", "dave", &device("c9"), 4, 1, &|devices| {
-                devices
-                    .iter()
-                    .map(|d| WriteOp::QueueAliasMirror(mirror(&d.cid, "dave", 60)))
-                    .collect()
-            })
+            .bind_device(
+                "app",
+                "dave",
+                pushgate_engine::store::Binding::of(device("c9"), 4, 1),
+                &|devices| {
+                    devices
+                        .iter()
+                        .map(|d| WriteOp::QueueAliasMirror(mirror(&d.cid, "dave", 60)))
+                        .collect()
+                },
+            )
             .await
             .expect("bind");
         store.commit().await.expect("commit");

@@ -48,6 +48,30 @@ pub enum Removable {
     EarlyReceipt { provider: String, reference: String },
 }
 
+/// A device to bind, and the limits of the binding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binding {
+    pub device: DeviceRef,
+    /// The provider data the provider checked (see `Provider::check_device_data`).
+    pub data: Option<serde_json::Value>,
+    /// Most devices the alias may hold (`max_devices_per_alias`).
+    pub max_devices: usize,
+    /// When (epoch ms).
+    pub now: u64,
+}
+
+impl Binding {
+    /// `device` with no data.
+    pub fn of(device: DeviceRef, max_devices: usize, now: u64) -> Self {
+        Binding {
+            device,
+            data: None,
+            max_devices,
+            now,
+        }
+    }
+}
+
 /// The result of binding a device to an alias.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BindOutcome {
@@ -81,15 +105,14 @@ pub fn no_mirrors(_devices: &[DeviceRef]) -> Vec<WriteOp> {
 /// Alias ↔ device bindings of each app. A device belongs to at most one alias per app.
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
-    /// Binds `device` to `alias`, moving it from any other alias of the app; `mirror` gives
-    /// the ops written with a change (not called when nothing changed).
+    /// Binds a device (with its provider data) to `alias`, moving it from any other alias of
+    /// the app; binding it again with other data replaces the data. `mirror` gives the ops
+    /// written with a new binding (not called when the device stays where it is).
     async fn bind_device(
         &self,
         app: &str,
         alias: &str,
-        device: &DeviceRef,
-        max_devices: usize,
-        now: u64,
+        binding: Binding,
         mirror: MirrorPlan<'_>,
     ) -> Result<BindOutcome, BindError>;
 

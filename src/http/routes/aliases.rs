@@ -19,16 +19,25 @@ use crate::http::ApiState;
 struct BindBody {
     provider: String,
     cid: String,
+    /// Provider data (a Web Push subscription), checked by the provider.
+    #[serde(default)]
+    data: Option<serde_json::Value>,
 }
 
-fn alias_json(record: &AliasRecord) -> serde_json::Value {
+fn alias_json(state: &ApiState, record: &AliasRecord) -> serde_json::Value {
     json!({
         "alias": record.alias,
-        "devices": record.devices.iter().map(|d| json!({
-            "provider": d.provider,
-            "cid": d.cid,
-            "bound_at": rfc3339(d.bound_at),
-        })).collect::<Vec<_>>(),
+        "devices": record.devices.iter().map(|d| {
+            let mut device = json!({
+                "provider": d.provider,
+                "cid": d.cid,
+                "bound_at": rfc3339(d.bound_at),
+            });
+            if let Some(data) = &d.data {
+                device["data"] = state.engine.shown_device_data(&d.provider, data);
+            }
+            device
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -51,15 +60,16 @@ pub async fn bind(
                 provider: b.provider,
                 cid: b.cid,
             },
+            b.data,
         )
         .await?;
-    Ok(json(StatusCode::OK, &alias_json(&record)))
+    Ok(json(StatusCode::OK, &alias_json(state, &record)))
 }
 
 /// `GET /v1/apps/{app}/aliases/{alias}`
 pub async fn get(state: &Arc<ApiState>, app: &str, alias: &str) -> Result<HttpResponse, ApiError> {
     let record = state.engine.alias(app, alias).await?;
-    Ok(json(StatusCode::OK, &alias_json(&record)))
+    Ok(json(StatusCode::OK, &alias_json(state, &record)))
 }
 
 /// `DELETE /v1/apps/{app}/aliases/{alias}`

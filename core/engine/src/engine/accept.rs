@@ -14,6 +14,13 @@ use crate::model::{
 use crate::store::{IdempotencyEntry, WriteOp};
 use crate::validate;
 
+/// A device a message goes to, with the provider data it is bound with.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Recipient {
+    pub device: DeviceRef,
+    pub data: Option<serde_json::Value>,
+}
+
 /// The answer to an accepted message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
@@ -130,8 +137,8 @@ impl Engine {
                 validate::alias(alias).map_err(|e| invalid("invalid_alias", e))?
             }
             Target::Device(d) => {
-                validate::cid(&d.cid).map_err(|e| invalid("invalid_cid", e))?;
                 self.provider(&d.provider)?;
+                self.check_cid(d)?;
             }
         }
         if let Some(from) = &msg.from {
@@ -176,20 +183,36 @@ impl Engine {
         app: &AppSettings,
         to: &Target,
         provider: Option<&str>,
-    ) -> Result<Vec<DeviceRef>, EngineError> {
+    ) -> Result<Vec<Recipient>, EngineError> {
         let alias = match to {
-            Target::Device(d) => return Ok(vec![d.clone()]),
+            Target::Device(d) => {
+                // A device addressed directly carries the data it is bound with, if bound.
+                let data =
+                    match self.store.device_alias(&app.id, d).await? {
+                        Some(alias) => self.store.alias(&app.id, &alias).await?.and_then(|r| {
+                            r.devices.into_iter().find(|b| b.is(d)).and_then(|b| b.data)
+                        }),
+                        None => None,
+                    };
+                return Ok(vec![Recipient {
+                    device: d.clone(),
+                    data,
+                }]);
+            }
             Target::Alias(alias) => alias,
         };
-        let mut devices: Vec<DeviceRef> = self
+        let mut devices: Vec<Recipient> = self
             .store
             .alias(&app.id, alias)
             .await?
             .map(|r| {
                 r.devices
-                    .iter()
+                    .into_iter()
                     .filter(|d| provider.is_none_or(|p| d.provider == p))
-                    .map(|d| d.device())
+                    .map(|d| Recipient {
+                        device: d.device(),
+                        data: d.data,
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -205,11 +228,14 @@ impl Engine {
                     })?;
                 devices = cids
                     .into_iter()
-                    .filter(|cid| validate::cid(cid).is_ok())
+                    .filter(|cid| remote.check_cid(cid).is_ok())
                     .take(app.max_devices_per_alias)
-                    .map(|cid| DeviceRef {
-                        provider: name.to_string(),
-                        cid,
+                    .map(|cid| Recipient {
+                        device: DeviceRef {
+                            provider: name.to_string(),
+                            cid,
+                        },
+                        data: None,
                     })
                     .collect();
             }
@@ -225,16 +251,18 @@ impl Engine {
     pub(crate) fn plan_message(
         &self,
         record: MessageRecord,
-        devices: &[DeviceRef],
+        devices: &[Recipient],
         now: u64,
     ) -> Vec<WriteOp> {
         let mut ops = Vec::with_capacity(devices.len() * 2 + 2);
-        for (i, device) in devices.iter().enumerate() {
+        for (i, recipient) in devices.iter().enumerate() {
+            let device = &recipient.device;
             let id = DeliveryId {
                 message: record.id,
                 index: i as u16,
             };
             let mut delivery = DeliveryRecord::queued(id, device, now);
+            delivery.device_data = recipient.data.clone();
             if self.providers.contains_key(&device.provider) {
                 ops.push(WriteOp::Schedule {
                     provider: device.provider.clone(),

@@ -7,7 +7,8 @@ use crate::metrics as m;
 use crate::model::{
     AliasMirror, AliasRecord, DeliveryRecord, DeviceRef, MessageId, MessageRecord, MirrorOp,
 };
-use crate::store::{BindError, WriteOp};
+use crate::provider::DeviceError;
+use crate::store::{BindError, Binding, WriteOp};
 use crate::validate;
 
 impl Engine {
@@ -21,9 +22,43 @@ impl Engine {
         validate::alias(alias).map_err(|e| EngineError::invalid("invalid_alias", e.0))
     }
 
-    fn check_device(&self, device: &DeviceRef) -> Result<(), EngineError> {
-        validate::cid(&device.cid).map_err(|e| EngineError::invalid("invalid_cid", e.0))?;
-        self.provider(&device.provider).map(|_| ())
+    /// Checks a device with its provider (cid format, provider data); returns the data to
+    /// keep with the binding.
+    fn check_device(
+        &self,
+        device: &DeviceRef,
+        data: Option<&serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, EngineError> {
+        let provider = self.provider(&device.provider)?;
+        let refused = |e| match e {
+            DeviceError::Cid(m) => EngineError::invalid("invalid_cid", m),
+            DeviceError::Data(m) => EngineError::invalid("invalid_device_data", m),
+        };
+        provider.check_cid(&device.cid).map_err(refused)?;
+        provider
+            .check_device_data(&device.cid, data)
+            .map_err(refused)
+    }
+
+    /// Checks a device's cid: in its provider's format, or the default one for a provider no
+    /// longer configured (its bindings may still be there).
+    pub(crate) fn check_cid(&self, device: &DeviceRef) -> Result<(), EngineError> {
+        match self.providers.get(&device.provider) {
+            Some(p) => p
+                .check_cid(&device.cid)
+                .map_err(|e| EngineError::invalid("invalid_cid", e.to_string())),
+            None => {
+                validate::cid(&device.cid).map_err(|e| EngineError::invalid("invalid_cid", e.0))
+            }
+        }
+    }
+
+    /// A device's data as the API shows it (its provider hides secrets).
+    pub fn shown_device_data(&self, provider: &str, data: &serde_json::Value) -> serde_json::Value {
+        match self.providers.get(provider) {
+            Some(p) => p.redact_device_data(data),
+            None => serde_json::Value::Null,
+        }
     }
 
     /// The ops that queue an alias mirror of `op` for each of `devices` whose provider keeps
@@ -67,19 +102,23 @@ impl Engine {
         app: &str,
         alias: &str,
         device: DeviceRef,
+        data: Option<serde_json::Value>,
     ) -> Result<AliasRecord, EngineError> {
         let settings = self.check_app(app)?;
         Self::check_alias(alias)?;
-        self.check_device(&device)?;
+        let data = self.check_device(&device, data.as_ref())?;
         let mirror = |devices: &[DeviceRef]| self.plan_mirrors(app, alias, MirrorOp::Bind, devices);
         let outcome = self
             .store
             .bind_device(
                 app,
                 alias,
-                &device,
-                settings.max_devices_per_alias,
-                now_ms(),
+                Binding {
+                    device,
+                    data,
+                    max_devices: settings.max_devices_per_alias,
+                    now: now_ms(),
+                },
                 &mirror,
             )
             .await
@@ -112,7 +151,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.check_app(app)?;
         Self::check_alias(alias)?;
-        validate::cid(&device.cid).map_err(|e| EngineError::invalid("invalid_cid", e.0))?;
+        self.check_cid(&device)?;
         let mirror =
             |devices: &[DeviceRef]| self.plan_mirrors(app, alias, MirrorOp::Unbind, devices);
         if !self
@@ -160,7 +199,8 @@ impl Engine {
     /// The alias a device is bound to; `UnknownDevice` if none.
     pub async fn device_alias(&self, app: &str, device: &DeviceRef) -> Result<String, EngineError> {
         self.check_app(app)?;
-        self.check_device(device)?;
+        self.provider(&device.provider)?;
+        self.check_cid(device)?;
         self.store
             .device_alias(app, device)
             .await?

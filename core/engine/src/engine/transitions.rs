@@ -114,6 +114,7 @@ impl Engine {
             payload: std::sync::Arc::new(message.payload),
             ttl: Duration::from_millis(message.expires_at - now),
             attempt: delivery.attempts + 1,
+            device_data: delivery.device_data.clone().map(std::sync::Arc::new),
             idempotency_key: id.to_string(),
         };
         Ok(Some((outbound, delivery.provider, now)))
