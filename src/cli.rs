@@ -123,7 +123,6 @@ async fn serve(
     listen: Option<String>,
     data_dir: Option<PathBuf>,
 ) -> i32 {
-    telemetry::init_logging();
     let mut config = match &config_path {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
@@ -164,6 +163,7 @@ async fn serve(
     if let Some(dir) = data_dir {
         config.server.data_dir = dir;
     }
+    telemetry::init_logs(config.log.format, &config.log.level);
     let metrics = telemetry::install_metrics();
     let gateway = match Gateway::start(&config, metrics).await {
         Ok(g) => g,

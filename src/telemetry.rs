@@ -11,20 +11,40 @@ const SECONDS_BUCKETS: &[f64] = &[
     60.0,
 ];
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`), for collectors.
+    Json,
+}
+
+/// Logs text lines to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_logging() {
     init_logging_with("info");
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `default_filter`).
+/// Logs text lines to stderr; `RUST_LOG` filters (default `default_filter`).
 pub fn init_logging_with(default_filter: &str) {
+    init_logs(LogFormat::Text, default_filter);
+}
+
+/// Logs to stderr in `format`; `RUST_LOG` (when set) overrides the `level` filter.
+pub fn init_logs(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// Installs the global Prometheus recorder (once per process) and keeps it tidy.

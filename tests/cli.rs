@@ -123,3 +123,91 @@ async fn serve_with_no_config_runs_the_embedded_default() {
         StatusCode::OK
     );
 }
+
+/// `[log] format = "json"`: every stderr line is a JSON object; a line about a delivery names
+/// its message; no payload reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_and_name_the_message() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        None,
+        "",
+        "[log]\nformat = \"json\"\nlevel = \"info\"\n",
+    );
+    let path = dir.path().join("pushgate.toml");
+    std::fs::write(&path, cfg).expect("write");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let stdout = child.stdout.take().expect("stdout");
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("pushgate listening on ").map(str::to_string))
+        .expect("listening");
+    let api = Api::new(&url, Some(support::gateway::API_KEY));
+    let sent = api
+        .send(&json!({"to": {"device": {"provider": "mock", "cid": "unknown-1"}}, "payload": {"text": "secret-payload-text"}}))
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
+    let id = sent.json["message_id"].as_str().expect("id").to_string();
+    support::eventually(std::time::Duration::from_secs(15), "the failure", || {
+        let (api, id) = (api.clone(), id.clone());
+        async move { api.all_deliveries_are(&id, "failed").await.then_some(()) }
+    })
+    .await;
+    let _ = child.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read");
+    let _ = child.wait();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["fields"].is_object()));
+    let failed = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "delivery failed")
+        .unwrap_or_else(|| panic!("no delivery line in {stderr}"));
+    assert!(
+        failed["fields"]["delivery"]
+            .as_str()
+            .is_some_and(|d| d.starts_with(&id)),
+        "{failed}"
+    );
+    assert!(
+        !stderr.contains("secret-payload-text"),
+        "payloads stay out of logs"
+    );
+}
+
+#[test]
+fn the_deploy_example_config_is_valid() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/deploy/pushgate.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .args(["check-config", file])
+        .env("PUSHGATE_CHAT_API_KEY", "k".repeat(24))
+        .env("PUSHGATE_CHAT_WEBHOOK_SECRET", "s".repeat(24))
+        .env("GETUI_APP_ID", "app-id")
+        .env("GETUI_APP_KEY", "app-key")
+        .env("GETUI_MASTER_SECRET", "master-secret")
+        .output()
+        .expect("run pushgate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ok (1 app(s), 1 provider(s))"), "{stdout}");
+}

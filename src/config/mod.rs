@@ -165,6 +165,25 @@ impl WebhookConfig {
     }
 }
 
+/// `[log]`: how the gateway logs (to stderr).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `"text"` (the default) or `"json"` (one object per line).
+    pub format: crate::telemetry::LogFormat,
+    /// A tracing filter (`info`, `warn,pushgate_engine=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: crate::telemetry::LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
 /// `[store]`: where the gateway keeps its state.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -250,6 +269,8 @@ struct RawConfig {
     #[serde(default)]
     store: StoreConfig,
     #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
     apps: Vec<toml::Spanned<AppConfig>>,
     #[serde(default)]
     providers: Vec<toml::Spanned<RawProvider>>,
@@ -262,6 +283,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub webhooks: WebhookConfig,
     pub store: StoreConfig,
+    pub log: LogConfig,
     pub apps: Vec<AppConfig>,
     pub providers: Vec<ProviderConfig>,
     /// Where it came from: a file name, or "embedded default".
@@ -332,6 +354,7 @@ impl Config {
             delivery: raw.delivery,
             webhooks: raw.webhooks,
             store: raw.store,
+            log: raw.log,
             apps,
             providers,
             source: file.to_string(),
@@ -440,6 +463,9 @@ impl Config {
                 "must be between 1 and retry_max_ms".into(),
             ));
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(err("log", "level", format!("not a log filter: {e}")));
+        }
         let st = &self.store;
         if st.backend != "sled" {
             return Err(err(
@@ -491,6 +517,7 @@ impl Config {
             delivery: DeliveryConfig::default(),
             webhooks: WebhookConfig::default(),
             store: StoreConfig::default(),
+            log: LogConfig::default(),
             apps: vec![AppConfig {
                 id: "demo".into(),
                 api_keys: vec![api_key],

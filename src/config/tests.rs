@@ -165,3 +165,17 @@ fn the_store_section_is_validated_with_its_line() {
     let e = parse("[store]\nnode_id = \"Gw 1\"\n").expect_err("bad name");
     assert!(e.message.contains("store.node_id"), "{e}");
 }
+
+#[test]
+fn the_log_section_takes_a_format_and_a_filter() {
+    let base = "[[apps]]\nid = \"demo\"\napi_keys = [\"0123456789abcdef\"]\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\n";
+    let parse = |extra: &str| Config::parse("t.toml", &format!("{base}\n{extra}"), &|_| None);
+    let ok =
+        parse("[log]\nformat = \"json\"\nlevel = \"warn,pushgate_engine=debug\"\n").expect("valid");
+    assert_eq!(ok.log.format, crate::telemetry::LogFormat::Json);
+    let e = parse("[log]\nformat = \"xml\"\n").expect_err("unknown format");
+    assert!(e.message.contains("xml"), "{e}");
+    let e = parse("[log]\nlevel = \"[not a filter\"\n").expect_err("bad filter");
+    assert!(e.message.contains("log.level"), "{e}");
+    assert_eq!(e.line, Some(11), "{e}");
+}
