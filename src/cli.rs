@@ -1,5 +1,5 @@
 //! The command line: `pushgate serve [--config FILE] [--listen ADDR] [--data-dir DIR]`,
-//! `pushgate check-config FILE`.
+//! `pushgate check-config FILE`, `pushgate vapid-keys [--pem FILE]`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,11 +15,14 @@ pushgate — a push gateway for instant messaging on push providers
 USAGE:
     pushgate serve [--config FILE] [--listen ADDR] [--data-dir DIR]
     pushgate check-config FILE
+    pushgate vapid-keys [--pem FILE]
     pushgate --version
 
 serve          runs the gateway; with no --config, the embedded default: one app `demo` on
                the mock provider, data in ./pushgate-data, its API key printed at start
 check-config   validates a config file (with ${VAR} expansion) without starting
+vapid-keys     makes a Web Push (VAPID) key pair: the private key as PEM (to stdout, or to
+               FILE with --pem, mode 0600) and the public key pages subscribe with
 --listen       overrides server.listen (e.g. 127.0.0.1:0 for a free port)
 --data-dir     overrides server.data_dir
 
@@ -35,6 +38,8 @@ pub enum Command {
         data_dir: Option<PathBuf>,
     },
     CheckConfig(PathBuf),
+    /// A new VAPID key pair; the PEM goes to the file if one is given.
+    VapidKeys(Option<PathBuf>),
     Help,
     Version,
 }
@@ -48,6 +53,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match first.as_str() {
         "-h" | "--help" | "help" => Ok(Command::Help),
         "-V" | "--version" => Ok(Command::Version),
+        "vapid-keys" => match (it.next().map(String::as_str), it.next(), it.next()) {
+            (None, _, _) => Ok(Command::VapidKeys(None)),
+            (Some("--pem"), Some(file), None) => Ok(Command::VapidKeys(Some(PathBuf::from(file)))),
+            _ => Err("vapid-keys takes only --pem FILE".into()),
+        },
         "check-config" => match (it.next(), it.next()) {
             (Some(file), None) => Ok(Command::CheckConfig(PathBuf::from(file))),
             _ => Err("check-config takes exactly one FILE".into()),
@@ -110,12 +120,44 @@ pub async fn run(args: Vec<String>) -> i32 {
                 2
             }
         },
+        Command::VapidKeys(pem_file) => vapid_keys(pem_file.as_deref()),
         Command::Serve {
             config,
             listen,
             data_dir,
         } => serve(config, listen, data_dir).await,
     }
+}
+
+/// `pushgate vapid-keys`: prints (or writes) a new key pair.
+fn vapid_keys(pem_file: Option<&std::path::Path>) -> i32 {
+    let key = pushgate_webpush::vapid::VapidKey::generate();
+    let pem = match key.to_pem() {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match pem_file {
+        Some(path) => {
+            if path.exists() {
+                eprintln!(
+                    "error: {} exists; not overwritten (subscriptions made with its key would stop working)",
+                    path.display()
+                );
+                return 1;
+            }
+            if let Err(e) = crate::gateway::write_private(path, pem.trim_end()) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return 1;
+            }
+            println!("private key written to {} (mode 0600)", path.display());
+        }
+        None => print!("{pem}"),
+    }
+    println!("public key (applicationServerKey): {}", key.public_base64());
+    0
 }
 
 async fn serve(
@@ -248,6 +290,12 @@ mod tests {
             Ok(Command::CheckConfig("x".into()))
         );
         assert!(parse(&args(&["check-config"])).is_err());
+        assert_eq!(parse(&args(&["vapid-keys"])), Ok(Command::VapidKeys(None)));
+        assert_eq!(
+            parse(&args(&["vapid-keys", "--pem", "k.pem"])),
+            Ok(Command::VapidKeys(Some("k.pem".into())))
+        );
+        assert!(parse(&args(&["vapid-keys", "--out"])).is_err());
         assert!(parse(&args(&["serve", "--bogus"])).is_err());
         assert!(parse(&args(&["serve", "--config"])).is_err());
         assert!(parse(&args(&["launch"])).is_err());

@@ -262,7 +262,8 @@ pub fn default_api_key(data_dir: &Path) -> Result<(String, PathBuf, bool), Gatew
     Ok((key, path, true))
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes `contents` and a newline to a new file only its owner can read, synced.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -211,3 +211,35 @@ fn the_deploy_example_config_is_valid() {
     );
     assert!(stdout.contains("ok (1 app(s), 1 provider(s))"), "{stdout}");
 }
+
+#[test]
+fn vapid_keys_prints_a_key_pair_that_reads_back() {
+    let (code, stdout, stderr) = pushgate(&["vapid-keys"]);
+    assert_eq!(code, 0, "{stderr}");
+    let public = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("public key (applicationServerKey): "))
+        .expect("public key line")
+        .to_string();
+    let pem_end = stdout.find("-----END PRIVATE KEY-----").expect("pem") + 25;
+    let key = pushgate_webpush::vapid::VapidKey::from_pem(&stdout[..pem_end]).expect("pem reads");
+    assert_eq!(key.public_base64(), public);
+    assert_eq!(public.len(), 87, "65 bytes, base64url");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vapid.pem");
+    let path = file.to_str().expect("path");
+    let (code, stdout, _) = pushgate(&["vapid-keys", "--pem", path]);
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("BEGIN"), "the key went to the file");
+    let written = std::fs::read_to_string(&file).expect("written");
+    let key = pushgate_webpush::vapid::VapidKey::from_pem(&written).expect("reads");
+    assert!(stdout.contains(&key.public_base64()));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (code, _, stderr) = pushgate(&["vapid-keys", "--pem", path]);
+    assert_eq!(code, 1, "an existing key is never overwritten");
+    assert!(stderr.contains("not overwritten"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).expect("same"), written);
+}

@@ -1,0 +1,19 @@
+//! pushgate-webpush: the Web Push protocol's cryptography. [`ece`] encrypts a message for a
+//! subscription (RFC 8291, `aes128gcm` content coding of RFC 8188); [`vapid`] makes the
+//! application server's ES256 token (RFC 8292) and its keys. Built on RustCrypto (p256,
+//! aes-gcm, hkdf, sha2); no primitive is written here.
+
+pub mod ece;
+pub mod vapid;
+
+/// Web Push keys and tokens are base64url without padding.
+pub(crate) fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Reads base64url, with or without padding.
+pub(crate) fn unb64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('='))
+}
