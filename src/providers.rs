@@ -6,6 +6,7 @@ use crate::plugin_host::PluginProvider;
 use pushgate_engine::provider::Provider;
 use pushgate_getui::GetuiProvider;
 use pushgate_mock::MockProvider;
+use pushgate_webpush::WebPushProvider;
 
 use crate::config::{ProviderConfig, ProviderSpec};
 
@@ -28,6 +29,9 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BuildError> {
             .map(|p| Arc::new(p) as Arc<dyn Provider>)
             .map_err(|e| fail(e.to_string())),
         ProviderSpec::Getui(settings) => GetuiProvider::new(&config.name, settings.clone())
+            .map(|p| Arc::new(p) as Arc<dyn Provider>)
+            .map_err(|e| fail(e.to_string())),
+        ProviderSpec::WebPush(settings) => WebPushProvider::new(&config.name, settings.clone())
             .map(|p| Arc::new(p) as Arc<dyn Provider>)
             .map_err(|e| fail(e.to_string())),
         ProviderSpec::Plugin(settings) => PluginProvider::new(&config.name, settings.clone())

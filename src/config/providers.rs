@@ -8,6 +8,7 @@ use super::ConfigError;
 use crate::plugin_host::PluginSettings;
 use pushgate_getui::GetuiSettings;
 use pushgate_mock::MockSettings;
+use pushgate_webpush::WebPushSettings;
 
 /// One `[[providers]]` table as written: `name`, `kind`, and the kind's own keys.
 #[derive(Debug, Deserialize)]
@@ -24,10 +25,11 @@ pub enum ProviderSpec {
     Mock(MockSettings),
     Getui(GetuiSettings),
     Plugin(PluginSettings),
+    WebPush(WebPushSettings),
 }
 
 /// Every kind a config may name.
-pub const KINDS: &[&str] = &["mock", "getui", "plugin"];
+pub const KINDS: &[&str] = &["mock", "getui", "webpush", "plugin"];
 
 /// A provider entry after validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -119,6 +121,12 @@ impl ProviderConfig {
                 s.validate()
                     .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
                 ProviderSpec::Getui(s)
+            }
+            "webpush" => {
+                let s: WebPushSettings = settings(raw, at)?;
+                s.validate()
+                    .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
+                ProviderSpec::WebPush(s)
             }
             "plugin" => {
                 let s: PluginSettings = settings(raw, at)?;

@@ -1,10 +1,19 @@
-//! pushgate-webpush: the Web Push protocol's cryptography. [`ece`] encrypts a message for a
-//! subscription (RFC 8291, `aes128gcm` content coding of RFC 8188); [`vapid`] makes the
-//! application server's ES256 token (RFC 8292) and its keys. Built on RustCrypto (p256,
-//! aes-gcm, hkdf, sha2); no primitive is written here.
+//! pushgate-webpush: the Web Push provider (`kind = "webpush"`) and the protocol's
+//! cryptography. [`ece`] encrypts a message for a subscription (RFC 8291, `aes128gcm` content
+//! coding of RFC 8188); [`vapid`] makes the application server's ES256 token (RFC 8292) and its
+//! keys; [`endpoint`] is the SSRF guard for subscription endpoints; [`WebPushProvider`] sends.
+//! Built on RustCrypto (p256, aes-gcm, hkdf, sha2); no primitive is written here.
 
+mod config;
 pub mod ece;
+pub mod endpoint;
+mod error;
+mod provider;
 pub mod vapid;
+
+pub use config::WebPushSettings;
+pub use error::{classify, WebPushError};
+pub use provider::WebPushProvider;
 
 /// Web Push keys and tokens are base64url without padding.
 pub(crate) fn b64(bytes: &[u8]) -> String {

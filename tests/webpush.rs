@@ -1,0 +1,325 @@
+//! Web Push end to end: the real gateway sends to a push service on 127.0.0.1 (in this test)
+//! that checks the VAPID token against the gateway's public key, decrypts each message with
+//! the subscription's private key (RFC 8291 as a browser does), and answers 201 — or 410 for
+//! an expired subscription, 429 with Retry-After once for a busy one.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aes_gcm::aead::{Aead, KeyInit};
+use base64::Engine;
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use p256::ecdsa::signature::Verifier;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use serde_json::json;
+use support::eventually;
+use support::gateway::{config, GatewayProcess};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+fn unb64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .expect("base64url")
+}
+
+/// A browser's subscription: its key pair and auth secret.
+struct Browser {
+    key: p256::SecretKey,
+    auth: [u8; 16],
+}
+
+impl Browser {
+    fn new() -> Self {
+        Browser {
+            key: p256::SecretKey::random(&mut rand::rngs::OsRng),
+            auth: rand::random(),
+        }
+    }
+
+    fn p256dh(&self) -> String {
+        b64(self.key.public_key().to_encoded_point(false).as_bytes())
+    }
+
+    /// Decrypts an aes128gcm body (RFC 8291 §3.4, RFC 8188).
+    fn decrypt(&self, body: &[u8]) -> Vec<u8> {
+        let (salt, rest) = body.split_at(16);
+        let idlen = rest[4] as usize;
+        let as_public = p256::PublicKey::from_sec1_bytes(&rest[5..5 + idlen]).expect("key id");
+        let sealed = &rest[5 + idlen..];
+        let shared =
+            p256::ecdh::diffie_hellman(self.key.to_nonzero_scalar(), as_public.as_affine());
+        let mut info = b"WebPush: info\0".to_vec();
+        info.extend_from_slice(self.key.public_key().to_encoded_point(false).as_bytes());
+        info.extend_from_slice(as_public.to_encoded_point(false).as_bytes());
+        let mut ikm = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(&self.auth), shared.raw_secret_bytes())
+            .expand(&info, &mut ikm)
+            .expect("ikm");
+        let prk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &ikm);
+        let (mut cek, mut nonce) = ([0u8; 16], [0u8; 12]);
+        prk.expand(b"Content-Encoding: aes128gcm\0", &mut cek)
+            .expect("cek");
+        prk.expand(b"Content-Encoding: nonce\0", &mut nonce)
+            .expect("nonce");
+        let mut plain = aes_gcm::Aes128Gcm::new_from_slice(&cek)
+            .expect("cek")
+            .decrypt(aes_gcm::Nonce::from_slice(&nonce), sealed)
+            .expect("authentic");
+        assert_eq!(plain.pop(), Some(2), "one last record");
+        plain
+    }
+}
+
+/// A push as the service got it: headers and encrypted body.
+type Push = (http::HeaderMap, Vec<u8>);
+
+/// What the push service got, by subscription path.
+#[derive(Default)]
+struct Service {
+    received: Mutex<HashMap<String, Vec<Push>>>,
+    busy_once: Mutex<bool>,
+}
+
+async fn push_service(service: Arc<Service>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let handler = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let service = service.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let headers = req.headers().clone();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().to_vec())
+                            .unwrap_or_default();
+                        let status = if path.starts_with("/expired/") {
+                            410
+                        } else if path.starts_with("/busy/")
+                            && std::mem::replace(
+                                &mut *service.busy_once.lock().expect("lock"),
+                                false,
+                            )
+                        {
+                            429
+                        } else {
+                            service
+                                .received
+                                .lock()
+                                .expect("lock")
+                                .entry(path)
+                                .or_default()
+                                .push((headers, body));
+                            201
+                        };
+                        let mut answer = hyper::Response::new(Full::new(Bytes::new()));
+                        *answer.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+                        if status == 429 {
+                            answer
+                                .headers_mut()
+                                .insert("retry-after", http::HeaderValue::from_static("1"));
+                        }
+                        Ok::<_, std::convert::Infallible>(answer)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), handler)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+/// Checks `Authorization: vapid t=<jwt>, k=<key>` for `origin` against `public`.
+fn check_vapid(headers: &http::HeaderMap, origin: &str, public: &str) {
+    let value = headers["authorization"].to_str().expect("ascii");
+    let rest = value.strip_prefix("vapid t=").expect("vapid scheme");
+    let (token, k) = rest.split_once(", k=").expect("t and k");
+    assert_eq!(k, public, "the gateway's key");
+    let parts: Vec<&str> = token.split('.').collect();
+    let claims: serde_json::Value = serde_json::from_slice(&unb64(parts[1])).expect("claims");
+    assert_eq!(claims["aud"], origin);
+    assert_eq!(claims["sub"], "mailto:ops@example.com");
+    let verifier = p256::ecdsa::VerifyingKey::from_sec1_bytes(&unb64(k)).expect("key");
+    let signature = p256::ecdsa::Signature::from_slice(&unb64(parts[2])).expect("sig");
+    verifier
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+        .expect("signed by the gateway's key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_reach_the_browser_encrypted_and_expired_subscriptions_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = pushgate_webpush::vapid::VapidKey::generate();
+    let pem = dir.path().join("vapid.pem");
+    std::fs::write(&pem, key.to_pem().expect("pem")).expect("write");
+    let service = Arc::new(Service::default());
+    let base = push_service(service.clone()).await;
+    let origin = base.clone();
+    let provider = format!(
+        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\n\n[delivery]\nretry_base_ms = 100\nretry_max_ms = 200\n",
+        pem.display()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", &provider));
+    let api = gw.api();
+    let laptop = Browser::new();
+    let subscription = |path: &str, b: &Browser| json!({"endpoint": format!("{base}/{path}"), "keys": {"p256dh": b.p256dh(), "auth": b64(&b.auth)}, "expirationTime": null});
+    let bound = api
+        .post(
+            "/v1/apps/demo/aliases/bob/devices",
+            &json!({"provider": "webpush", "cid": "bob-laptop", "data": subscription("sub/1", &laptop)}),
+        )
+        .await;
+    assert_eq!(bound.status, StatusCode::OK, "{}", bound.text);
+    assert_eq!(
+        bound.json["devices"][0]["data"]["keys"]["auth"],
+        "<redacted>"
+    );
+    assert_eq!(
+        bound.json["devices"][0]["data"]["endpoint"],
+        format!("{base}/sub/1")
+    );
+
+    let sent = api
+        .send(&json!({"to": {"alias": "bob"}, "payload": {"text": "hi bob"}, "provider": "webpush", "ttl_seconds": 600}))
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
+    let id = sent.json["message_id"].as_str().expect("id").to_string();
+    eventually(WAIT, "the push to be sent", || {
+        let (api, id) = (api.clone(), id.clone());
+        async move { api.all_deliveries_are(&id, "sent").await.then_some(()) }
+    })
+    .await;
+    let (headers, body) = service.received.lock().expect("lock")["/sub/1"][0].clone();
+    assert_eq!(headers["content-encoding"], "aes128gcm");
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    let ttl: u64 = headers["ttl"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("number");
+    assert!((590..=600).contains(&ttl), "TTL from the message: {ttl}");
+    check_vapid(&headers, &origin, &key.public_base64());
+    let plain = laptop.decrypt(&body);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&plain).expect("json"),
+        json!({"text": "hi bob"})
+    );
+
+    // A busy service (429, Retry-After) is retried; an expired subscription fails for good.
+    let phone = Browser::new();
+    api.post(
+        "/v1/apps/demo/aliases/carol/devices",
+        &json!({"provider": "webpush", "cid": "carol-phone", "data": subscription("busy/1", &phone)}),
+    )
+    .await;
+    api.post(
+        "/v1/apps/demo/aliases/dave/devices",
+        &json!({"provider": "webpush", "cid": "dave-old", "data": subscription("expired/1", &phone)}),
+    )
+    .await;
+    *service.busy_once.lock().expect("lock") = true;
+    let busy = api
+        .send(&json!({"to": {"alias": "carol"}, "payload": "hello"}))
+        .await;
+    let busy = busy.json["message_id"].as_str().expect("id").to_string();
+    let gone = api
+        .send(&json!({"to": {"alias": "dave"}, "payload": "hello"}))
+        .await;
+    let gone = gone.json["message_id"].as_str().expect("id").to_string();
+    eventually(WAIT, "the busy push to go through", || {
+        let (api, id) = (api.clone(), busy.clone());
+        async move { api.all_deliveries_are(&id, "sent").await.then_some(()) }
+    })
+    .await;
+    let busy_delivery = api.message(&busy).await.json["deliveries"][0].clone();
+    assert_eq!(busy_delivery["attempts"], 2, "{busy_delivery}");
+    assert_eq!(
+        phone.decrypt(&service.received.lock().expect("lock")["/busy/1"][0].1),
+        b"hello"
+    );
+    eventually(WAIT, "the expired subscription to fail", || {
+        let (api, id) = (api.clone(), gone.clone());
+        async move { api.all_deliveries_are(&id, "failed").await.then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        api.message(&gone).await.json["deliveries"][0]["error"]["code"],
+        "unsubscribed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_that_point_inside_or_carry_bad_keys_are_refused_at_bind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = pushgate_webpush::vapid::VapidKey::generate();
+    let pem = dir.path().join("vapid.pem");
+    std::fs::write(&pem, key.to_pem().expect("pem")).expect("write");
+    let provider = format!(
+        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\n",
+        pem.display()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", &provider));
+    let api = gw.api();
+    let b = Browser::new();
+    let keys = json!({"p256dh": b.p256dh(), "auth": b64(&b.auth)});
+    for (endpoint, keys, why) in [
+        ("http://push.example.com/1", keys.clone(), "https"),
+        ("https://127.0.0.1/1", keys.clone(), "not public"),
+        ("https://169.254.169.254/latest", keys.clone(), "not public"),
+        ("https://[::1]/1", keys.clone(), "not public"),
+        (
+            "https://push.example.com/1",
+            json!({"p256dh": "AAAA", "auth": b64(&b.auth)}),
+            "p256dh",
+        ),
+        (
+            "https://push.example.com/1",
+            json!({"p256dh": b.p256dh(), "auth": "AAAA"}),
+            "auth",
+        ),
+    ] {
+        let r = api
+            .post(
+                "/v1/apps/demo/aliases/bob/devices",
+                &json!({"provider": "webpush", "cid": "c1", "data": {"endpoint": endpoint, "keys": keys}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{endpoint}: {}", r.text);
+        assert_eq!(r.code(), "invalid_device_data");
+        assert!(r.text.contains(why), "{endpoint}: says {why:?}: {}", r.text);
+    }
+    let missing = api
+        .post(
+            "/v1/apps/demo/aliases/bob/devices",
+            &json!({"provider": "webpush", "cid": "c1"}),
+        )
+        .await;
+    assert_eq!(
+        missing.code(),
+        "invalid_device_data",
+        "a webpush device needs its subscription"
+    );
+}
