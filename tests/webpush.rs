@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use p256::ecdsa::signature::Verifier;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::json;
+use support::app_server::AppServer;
 use support::eventually;
 use support::gateway::{config, GatewayProcess};
 
@@ -182,7 +183,11 @@ async fn messages_reach_the_browser_encrypted_and_expired_subscriptions_fail() {
         "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\n\n[delivery]\nretry_base_ms = 100\nretry_max_ms = 200\n",
         pem.display()
     );
-    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", &provider));
+    let app = AppServer::start().await;
+    let gw = GatewayProcess::start(
+        dir.path(),
+        &config(dir.path(), Some(&app.url), "", &provider),
+    );
     let api = gw.api();
     let laptop = Browser::new();
     let subscription = |path: &str, b: &Browser| json!({"endpoint": format!("{base}/{path}"), "keys": {"p256dh": b.p256dh(), "auth": b64(&b.auth)}, "expirationTime": null});
@@ -268,6 +273,35 @@ async fn messages_reach_the_browser_encrypted_and_expired_subscriptions_fail() {
     assert_eq!(
         api.message(&gone).await.json["deliveries"][0]["error"]["code"],
         "unsubscribed"
+    );
+    // The expired subscription's device is unbound, and the app server told.
+    let event = eventually(WAIT, "device.unregistered", || {
+        let app = app.clone();
+        async move {
+            app.accepted_events("device.unregistered")
+                .into_iter()
+                .next()
+        }
+    })
+    .await;
+    assert_eq!(
+        event.json["data"],
+        json!({"provider": "webpush", "cid": "dave-old", "alias": "dave", "reason": "unsubscribed"})
+    );
+    let dave = api.get("/v1/apps/demo/aliases/dave").await;
+    assert_eq!(dave.status, StatusCode::NOT_FOUND);
+    let again = api
+        .send(&json!({"to": {"alias": "dave"}, "payload": "hello"}))
+        .await;
+    assert_eq!(
+        again.code(),
+        "unknown_alias",
+        "an alias left with no device"
+    );
+    assert_eq!(
+        api.metric("pushgate_devices_unregistered_total{provider=\"webpush\"}")
+            .await,
+        1.0
     );
 }
 

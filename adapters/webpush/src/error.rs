@@ -18,7 +18,7 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &str) -> Provi
     let detail: String = body.chars().take(200).collect();
     let text = format!("push service answered {status}: {detail}");
     let error = match status {
-        404 | 410 => ProviderError::permanent("unsubscribed", text),
+        404 | 410 => ProviderError::unregistered("unsubscribed", text),
         413 => ProviderError::permanent("payload_too_large", text),
         401 | 403 => ProviderError::permanent("vapid_rejected", text),
         429 | 500..=599 => ProviderError::transient(status.to_string(), text),
@@ -37,6 +37,7 @@ mod tests {
     #[test]
     fn answers_map_to_retry_decisions() {
         assert_eq!(classify(410, None, "gone").code, "unsubscribed");
+        assert!(classify(410, None, "gone").unregistered);
         assert!(!classify(404, None, "").is_transient());
         assert_eq!(classify(413, None, "").code, "payload_too_large");
         assert_eq!(classify(403, None, "").code, "vapid_rejected");

@@ -355,6 +355,9 @@ pub enum EventKind {
     MessageExpired,
     #[serde(rename = "upstream.received")]
     UpstreamReceived,
+    /// The provider reported a device gone (Web Push 404/410): it was unbound.
+    #[serde(rename = "device.unregistered")]
+    DeviceUnregistered,
 }
 
 impl EventKind {
@@ -365,6 +368,7 @@ impl EventKind {
             Self::MessageFailed => "message.failed",
             Self::MessageExpired => "message.expired",
             Self::UpstreamReceived => "upstream.received",
+            Self::DeviceUnregistered => "device.unregistered",
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct ProviderError {
     pub code: String,
     /// Human sentence; must never contain credentials.
     pub message: String,
+    /// The device no longer exists at the provider (Web Push 404/410, FCM UNREGISTERED):
+    /// the delivery fails and the device is unbound.
+    pub unregistered: bool,
 }
 
 impl ProviderError {
@@ -66,6 +69,7 @@ impl ProviderError {
             retry: Retry::Transient { after: None },
             code: code.into(),
             message: message.into(),
+            unregistered: false,
         }
     }
 
@@ -75,6 +79,16 @@ impl ProviderError {
             retry: Retry::Permanent,
             code: code.into(),
             message: message.into(),
+            unregistered: false,
+        }
+    }
+
+    /// A permanent failure because the device is gone: it is unbound (with a
+    /// `device.unregistered` event).
+    pub fn unregistered(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError {
+            unregistered: true,
+            ..Self::permanent(code, message)
         }
     }
 

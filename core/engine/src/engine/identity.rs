@@ -63,7 +63,7 @@ impl Engine {
 
     /// The ops that queue an alias mirror of `op` for each of `devices` whose provider keeps
     /// aliases itself (written with the binding change; sent by the mirror worker).
-    fn plan_mirrors(
+    pub(crate) fn plan_mirrors(
         &self,
         app: &str,
         alias: &str,

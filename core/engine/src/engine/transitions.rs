@@ -9,8 +9,8 @@ use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics as m;
 use crate::model::{
-    DeliveryError, DeliveryId, DeliveryRecord, DeliveryState, EventKind, MessageId, MessageRecord,
-    RECEIPT_TIMEOUT,
+    DeliveryError, DeliveryId, DeliveryRecord, DeliveryState, DeviceRef, EventKind, MessageId,
+    MessageRecord, RECEIPT_TIMEOUT,
 };
 use crate::provider::{OutboundDelivery, ProviderError, Retry, Sent};
 use crate::store::WriteOp;
@@ -46,6 +46,15 @@ impl Engine {
         let sent = self
             .retrying(|| self.finish_send(id, started_at, result.clone()))
             .await?;
+        if let Err(error) = &result {
+            if error.unregistered {
+                let device = DeviceRef {
+                    provider: provider_name.clone(),
+                    cid: outbound.cid.clone(),
+                };
+                self.device_gone(&outbound.app, device, &error.code).await?;
+            }
+        }
         if let Some(reference) = sent {
             // Only now look for a receipt that came between finish_send's look and its write
             // (the receipt path writes first and looks after, so one of us sees the other).
@@ -236,6 +245,43 @@ impl Engine {
         }
         self.write_deliveries(ops).await?;
         Ok(None)
+    }
+
+    /// Unbinds a device its provider reported gone, and tells the app
+    /// (`device.unregistered`). Later sends to its alias find no device.
+    pub(crate) async fn device_gone(
+        &self,
+        app: &str,
+        device: DeviceRef,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let Some(alias) = self.store.device_alias(app, &device).await? else {
+            return Ok(());
+        };
+        let mirror = |devices: &[DeviceRef]| {
+            self.plan_mirrors(app, &alias, crate::model::MirrorOp::Unbind, devices)
+        };
+        if !self
+            .store
+            .unbind_device(app, &alias, &device, &mirror)
+            .await?
+        {
+            return Ok(());
+        }
+        metrics::counter!(m::DEVICES_UNREGISTERED_TOTAL, "provider" => device.provider.clone())
+            .increment(1);
+        tracing::info!(provider = %device.provider, alias = %alias, reason, "provider reported the device gone; unbound");
+        let data = serde_json::json!({
+            "provider": device.provider,
+            "cid": device.cid,
+            "alias": alias,
+            "reason": reason,
+        });
+        if let Some(op) = self.new_event(app, EventKind::DeviceUnregistered, data, now_ms()) {
+            self.write(vec![op]).await?;
+        }
+        self.mirror_waker.notify_one();
+        Ok(())
     }
 
     /// Applies a receipt kept before the send of `id` was recorded, if one is there.
