@@ -208,7 +208,7 @@ async fn messages_reach_the_browser_encrypted_and_expired_subscriptions_fail() {
     );
 
     let sent = api
-        .send(&json!({"to": {"alias": "bob"}, "payload": {"text": "hi bob"}, "provider": "webpush", "ttl_seconds": 600}))
+        .send(&json!({"to": {"alias": "bob"}, "payload": {"text": "hi bob"}, "provider": "webpush", "ttl_seconds": 600, "urgency": "high", "collapse_key": "chat-42"}))
         .await;
     assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
     let id = sent.json["message_id"].as_str().expect("id").to_string();
@@ -226,12 +226,29 @@ async fn messages_reach_the_browser_encrypted_and_expired_subscriptions_fail() {
         .parse()
         .expect("number");
     assert!((590..=600).contains(&ttl), "TTL from the message: {ttl}");
+    assert_eq!(headers["urgency"], "high");
+    assert_eq!(headers["topic"], "chat-42");
     check_vapid(&headers, &origin, &key.public_base64());
     let plain = laptop.decrypt(&body);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&plain).expect("json"),
         json!({"text": "hi bob"})
     );
+
+    // Refused when sent: a payload over one record's 3993 bytes, a collapse key Topic cannot be.
+    let big = api
+        .send(&json!({"to": {"alias": "bob"}, "payload": "x".repeat(3994)}))
+        .await;
+    assert_eq!(big.status, StatusCode::BAD_REQUEST, "{}", big.text);
+    assert_eq!(big.code(), "payload_too_large");
+    let fits = api
+        .send(&json!({"to": {"alias": "bob"}, "payload": "x".repeat(3993)}))
+        .await;
+    assert_eq!(fits.status, StatusCode::ACCEPTED, "{}", fits.text);
+    let key = api
+        .send(&json!({"to": {"alias": "bob"}, "payload": 1, "collapse_key": "has space"}))
+        .await;
+    assert_eq!(key.code(), "invalid_collapse_key");
 
     // A busy service (429, Retry-After) is retried; an expired subscription fails for good.
     let phone = Browser::new();

@@ -255,6 +255,16 @@ impl Provider for GetuiProvider {
         })
     }
 
+    fn check_payload(&self, payload: &serde_json::Value) -> Result<(), String> {
+        let chars = transmission(payload).chars().count();
+        if chars > MAX_TRANSMISSION_CHARS {
+            return Err(format!(
+                "the payload is {chars} characters; Getui transmissions take at most {MAX_TRANSMISSION_CHARS}"
+            ));
+        }
+        Ok(())
+    }
+
     fn limits(&self) -> ProviderLimits {
         ProviderLimits {
             concurrency: self.settings.concurrency,
@@ -357,6 +367,8 @@ mod tests {
             ttl: Duration::from_secs(3600),
             attempt: 1,
             device_data: None,
+            urgency: None,
+            collapse_key: None,
             idempotency_key: id.to_string(),
         }
     }

@@ -46,6 +46,8 @@ fn delivery(cid: &str, payload: Value) -> OutboundDelivery {
         ttl: Duration::from_secs(3600),
         attempt: 1,
         device_data: None,
+        urgency: None,
+        collapse_key: None,
         idempotency_key: id.to_string(),
     }
 }

@@ -68,6 +68,8 @@ pub fn envelope(upstream: &UpstreamRecord) -> Option<NewMessage> {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         provider: None,
+        urgency: None,
+        collapse_key: None,
     })
 }
 

@@ -148,10 +148,17 @@ impl Provider for WebPushProvider {
             .map_err(|e| ProviderError::permanent("payload_too_large", e.to_string()))?;
         let token = self.token(&endpoint.origin)?;
         let ttl = delivery.ttl.as_secs().clamp(0, MAX_TTL_SECS);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(&endpoint.url)
-            .header("TTL", ttl.to_string())
+            .header("TTL", ttl.to_string());
+        if let Some(urgency) = delivery.urgency {
+            request = request.header("Urgency", urgency.as_str());
+        }
+        if let Some(topic) = &delivery.collapse_key {
+            request = request.header("Topic", topic.as_str());
+        }
+        let request = request
             .header(header::CONTENT_ENCODING, "aes128gcm")
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::AUTHORIZATION, self.key.authorization(&token))
@@ -216,6 +223,18 @@ impl Provider for WebPushProvider {
             "endpoint": sub.endpoint,
             "keys": {"p256dh": sub.p256dh, "auth": sub.auth},
         })))
+    }
+
+    /// One aes128gcm record of 4096 bytes carries at most 3993 bytes of message.
+    fn check_payload(&self, payload: &Value) -> Result<(), String> {
+        let len = plaintext(payload).len();
+        if len > ece::max_plaintext() {
+            return Err(format!(
+                "the payload is {len} bytes; Web Push carries at most {} (4 KiB encrypted)",
+                ece::max_plaintext()
+            ));
+        }
+        Ok(())
     }
 
     /// The endpoint shows; the keys do not.

@@ -19,6 +19,10 @@ pub struct NewMessage {
     /// Restricts an alias target to this provider's devices (and names the provider that
     /// resolves aliases it keeps itself).
     pub provider: Option<String>,
+    pub urgency: Option<crate::model::Urgency>,
+    /// Messages with the same key replace each other while undelivered, where the provider
+    /// supports it (Web Push `Topic`).
+    pub collapse_key: Option<String>,
 }
 
 impl NewMessage {
@@ -31,6 +35,8 @@ impl NewMessage {
             "ttl_ms": self.ttl.map(|t| t.as_millis() as u64),
             "notify_sender": self.notify_sender,
             "provider": self.provider,
+            "urgency": self.urgency,
+            "collapse_key": self.collapse_key,
         });
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }

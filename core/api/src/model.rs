@@ -190,6 +190,34 @@ pub struct MessageRecord {
     /// Made by pushgate itself (a receipt push to the sender): emits no webhook events.
     #[serde(default)]
     pub system: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<Urgency>,
+    /// Messages with the same key replace each other while undelivered (Web Push `Topic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_key: Option<String>,
+}
+
+/// How soon a message matters to its user (Web Push `Urgency`, RFC 8030 §5.3): providers may
+/// hold back less urgent messages to save the device's battery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Urgency {
+    VeryLow,
+    Low,
+    Normal,
+    High,
+}
+
+impl Urgency {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VeryLow => "very-low",
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+        }
+    }
 }
 
 /// Where a delivery stands. `delivered`, `failed` and `expired` are final.

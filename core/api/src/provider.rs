@@ -27,6 +27,9 @@ pub struct OutboundDelivery {
     pub attempt: u32,
     /// The device's provider data as bound (a Web Push subscription), if it has any.
     pub device_data: Option<Arc<serde_json::Value>>,
+    pub urgency: Option<crate::model::Urgency>,
+    /// Messages with the same key replace each other while undelivered.
+    pub collapse_key: Option<String>,
     /// Stable across retries of this delivery: providers use it as their request id so a
     /// retried send is deduplicated on their side (at most 32 characters).
     pub idempotency_key: String,
@@ -315,6 +318,12 @@ pub trait Provider: Send + Sync + 'static {
                 self.name()
             ))),
         }
+    }
+
+    /// Checks a message payload fits what the provider carries, so an oversized message gets
+    /// a 400 when it is sent (`payload_too_large`), not a failed delivery later. Default: any.
+    fn check_payload(&self, _payload: &serde_json::Value) -> Result<(), String> {
+        Ok(())
     }
 
     /// A device's data as the API shows it (secrets such as encryption keys hidden).

@@ -25,6 +25,12 @@ pub struct MessageRequest {
     pub notify_sender: Option<bool>,
     #[serde(default)]
     pub provider: Option<String>,
+    /// `very-low`, `low`, `normal` or `high`.
+    #[serde(default)]
+    pub urgency: Option<crate::model::Urgency>,
+    /// 1–32 characters of `A-Z a-z 0-9 - _`.
+    #[serde(default)]
+    pub collapse_key: Option<String>,
 }
 
 impl MessageRequest {
@@ -48,6 +54,8 @@ impl MessageRequest {
             ttl,
             notify_sender: self.notify_sender.unwrap_or(false),
             provider: self.provider,
+            urgency: self.urgency,
+            collapse_key: self.collapse_key,
         })
     }
 }

@@ -96,6 +96,7 @@ impl Engine {
             }
         }
         let devices = self.resolve(app, &msg.to, msg.provider.as_deref()).await?;
+        self.check_payload(&devices, &msg.payload)?;
         let now = now_ms();
         let record = MessageRecord {
             id: MessageId::generate(),
@@ -109,6 +110,8 @@ impl Engine {
             request_id: msg.request_id.clone(),
             delivery_count: devices.len() as u16,
             system: false,
+            urgency: msg.urgency,
+            collapse_key: msg.collapse_key.clone(),
         };
         let id = record.id;
         let mut ops = self.plan_message(record, &devices, now);
@@ -139,6 +142,19 @@ impl Engine {
             Target::Device(d) => {
                 self.provider(&d.provider)?;
                 self.check_cid(d)?;
+            }
+        }
+        if let Some(key) = &msg.collapse_key {
+            let ok = !key.is_empty()
+                && key.len() <= 32
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(EngineError::invalid(
+                    "invalid_collapse_key",
+                    format!("collapse_key must be 1 to 32 of A-Z a-z 0-9 - _, got {key:?}"),
+                ));
             }
         }
         if let Some(from) = &msg.from {
@@ -178,6 +194,28 @@ impl Engine {
     /// The devices a target reaches: a device itself; an alias's bound devices (only
     /// `provider`'s if given); failing that, the devices the provider itself knows
     /// for the alias.
+    /// Refuses a payload that a recipient's provider cannot carry.
+    fn check_payload(
+        &self,
+        devices: &[Recipient],
+        payload: &serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let mut checked: Vec<&str> = Vec::new();
+        for r in devices {
+            let name = r.device.provider.as_str();
+            if checked.contains(&name) {
+                continue;
+            }
+            checked.push(name);
+            if let Some(provider) = self.providers.get(name) {
+                provider.check_payload(payload).map_err(|m| {
+                    EngineError::invalid("payload_too_large", format!("provider {name:?}: {m}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn resolve(
         &self,
         app: &AppSettings,

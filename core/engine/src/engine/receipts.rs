@@ -210,6 +210,8 @@ impl Engine {
             request_id: None,
             delivery_count: devices.len() as u16,
             system: true,
+            urgency: message.urgency,
+            collapse_key: None,
         };
         ops.extend(self.plan_message(record, &devices, now));
         Ok(())

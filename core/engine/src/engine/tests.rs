@@ -142,6 +142,8 @@ async fn accept_with_ttl(f: &Fixture, ttl: Option<Duration>) -> (DeliveryId, u64
                 ttl,
                 notify_sender: false,
                 provider: None,
+                urgency: None,
+                collapse_key: None,
             },
         )
         .await
@@ -345,6 +347,8 @@ async fn concurrent_requests_with_one_request_id_create_one_message() {
         ttl: None,
         notify_sender: false,
         provider: None,
+        urgency: None,
+        collapse_key: None,
     };
     let mut tasks = Vec::new();
     for _ in 0..8 {

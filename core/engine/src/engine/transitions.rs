@@ -124,6 +124,8 @@ impl Engine {
             ttl: Duration::from_millis(message.expires_at - now),
             attempt: delivery.attempts + 1,
             device_data: delivery.device_data.clone().map(std::sync::Arc::new),
+            urgency: message.urgency,
+            collapse_key: message.collapse_key.clone(),
             idempotency_key: id.to_string(),
         };
         Ok(Some((outbound, delivery.provider, now)))
