@@ -109,6 +109,7 @@ impl Gateway {
                 .node_id
                 .clone()
                 .unwrap_or_else(pushgate_engine::engine::default_node_id),
+            acks: pushgate_engine::acks::AckSigner::new(&ack_secret(data_dir)?),
         };
         let router = SendMessageRouter::new(SendMessageSettings {
             relay_apps: config
@@ -184,6 +185,7 @@ impl Gateway {
             keys: ApiKeys::new(&config.apps),
             max_body: config.server.max_body_bytes,
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+            device_acks: crate::http::RateLimit::new(config.server.device_ack_rps),
             metrics,
             ready: true.into(),
         });
@@ -240,6 +242,26 @@ impl Gateway {
             tracing::error!(error = %e, "final flush failed");
         }
     }
+}
+
+/// The secret that signs device acknowledgement tokens: read from `data_dir/device-ack-secret`,
+/// or generated and saved there (mode 0600), so tokens outlive restarts.
+fn ack_secret(data_dir: &Path) -> Result<Vec<u8>, GatewayError> {
+    let io = |source| GatewayError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    let path = data_dir.join("device-ack-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if let Ok(secret) = hex::decode(existing.trim()) {
+            if secret.len() >= 16 {
+                return Ok(secret);
+            }
+        }
+    }
+    let secret: [u8; 32] = rand::thread_rng().gen();
+    write_private(&path, &hex::encode(secret)).map_err(io)?;
+    Ok(secret.to_vec())
 }
 
 /// The embedded default's API key: read from `data_dir/demo-api-key`, or generated and

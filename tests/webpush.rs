@@ -374,3 +374,84 @@ async fn subscriptions_that_point_inside_or_carry_bad_keys_are_refused_at_bind()
         "a webpush device needs its subscription"
     );
 }
+
+/// With `device_acks = true` the browser gets `{"payload", "ack"}`; posting the token makes
+/// the delivery `delivered` (webhook included), a repeat changes nothing, a forgery is 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_acks_make_web_push_deliveries_delivered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = pushgate_webpush::vapid::VapidKey::generate();
+    let pem = dir.path().join("vapid.pem");
+    std::fs::write(&pem, key.to_pem().expect("pem")).expect("write");
+    let service = Arc::new(Service::default());
+    let base = push_service(service.clone()).await;
+    let provider = format!(
+        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\ndevice_acks = true\n",
+        pem.display()
+    );
+    let app = AppServer::start().await;
+    let gw = GatewayProcess::start(
+        dir.path(),
+        &config(dir.path(), Some(&app.url), "", &provider),
+    );
+    let api = gw.api();
+    let browser = Browser::new();
+    api.post(
+        "/v1/apps/demo/aliases/bob/devices",
+        &json!({"provider": "webpush", "cid": "bob-laptop", "data": {"endpoint": format!("{base}/sub/9"), "keys": {"p256dh": browser.p256dh(), "auth": b64(&browser.auth)}}}),
+    )
+    .await;
+    let sent = api
+        .send(
+            &json!({"to": {"alias": "bob"}, "payload": {"text": "ack me"}, "provider": "webpush"}),
+        )
+        .await;
+    let id = sent.json["message_id"].as_str().expect("id").to_string();
+    eventually(WAIT, "the push", || {
+        let (api, id) = (api.clone(), id.clone());
+        async move { api.all_deliveries_are(&id, "sent").await.then_some(()) }
+    })
+    .await;
+    let body = service.received.lock().expect("lock")["/sub/9"][0]
+        .1
+        .clone();
+    let envelope: serde_json::Value =
+        serde_json::from_slice(&browser.decrypt(&body)).expect("json");
+    assert_eq!(envelope["payload"], json!({"text": "ack me"}));
+    let token = envelope["ack"].as_str().expect("token").to_string();
+
+    let anonymous = api.with_key(None);
+    let forged = anonymous
+        .post(
+            "/v1/device-acks",
+            &json!({"ack": format!("{id}-0.00000000000000000000000000000000")}),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    assert_eq!(forged.code(), "forged_ack");
+    assert!(
+        api.all_deliveries_are(&id, "sent").await,
+        "a forgery changes nothing"
+    );
+    let ack = anonymous
+        .post("/v1/device-acks", &json!({"ack": token}))
+        .await;
+    assert_eq!(ack.status, StatusCode::OK, "{}", ack.text);
+    assert_eq!(ack.json["result"], "applied");
+    assert!(api.all_deliveries_are(&id, "delivered").await);
+    let again = anonymous
+        .post("/v1/device-acks", &json!({"ack": token}))
+        .await;
+    assert_eq!(again.json["result"], "duplicate");
+    let event = eventually(WAIT, "message.delivered", || {
+        let app = app.clone();
+        async move { app.accepted_events("message.delivered").into_iter().next() }
+    })
+    .await;
+    assert_eq!(event.json["data"]["message_id"], id.as_str());
+    assert_eq!(
+        api.metric("pushgate_device_acks_total{result=\"forged\"}")
+            .await,
+        1.0
+    );
+}

@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub cache_capacity_mb: u64,
     /// Longest a client may take to send its request headers (slow clients are cut off).
     pub header_read_timeout_ms: u64,
+    /// Device acknowledgements taken per second at most (`POST /v1/device-acks` needs no API
+    /// key); beyond, 429.
+    pub device_ack_rps: u32,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             commit_window_ms: 0,
             cache_capacity_mb: 256,
             header_read_timeout_ms: 10_000,
+            device_ack_rps: 1000,
         }
     }
 }
@@ -487,6 +491,9 @@ impl Config {
         if let Some(node) = &st.node_id {
             pushgate_engine::validate::name("node_id", node)
                 .map_err(|e| err("store", "node_id", e.0))?;
+        }
+        if self.server.device_ack_rps == 0 {
+            return Err(err("server", "device_ack_rps", "must be at least 1".into()));
         }
         if self.apps.is_empty() {
             return Err(ConfigError::file(

@@ -35,6 +35,39 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     /// True while the gateway serves (false while starting or shutting down).
     pub ready: AtomicBool,
+    /// Paces `POST /v1/device-acks` (no API key).
+    pub device_acks: RateLimit,
+}
+
+/// A token bucket: `rate` a second, bursts of up to one second's worth.
+pub struct RateLimit {
+    rate: f64,
+    state: std::sync::Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    pub fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        RateLimit {
+            rate,
+            state: std::sync::Mutex::new((rate, Instant::now())),
+        }
+    }
+
+    /// Takes one token; false when none is left.
+    pub fn take(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = &mut *state;
+        let now = Instant::now();
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Serves connections until `shutdown` turns true, then lets open requests finish for up

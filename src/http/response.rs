@@ -64,6 +64,7 @@ impl From<EngineError> for ApiError {
             ErrorClass::Conflict => StatusCode::CONFLICT,
             ErrorClass::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorClass::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorClass::Forbidden => StatusCode::FORBIDDEN,
             ErrorClass::Unavailable => {
                 tracing::error!(error = %e, "request failed on storage");
                 StatusCode::SERVICE_UNAVAILABLE

@@ -25,6 +25,14 @@ pub struct WebPushSettings {
     /// Timeout of one push request, in milliseconds.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Devices acknowledge: each gets `{"payload", "ack"}` and posts the token to
+    /// `POST /v1/device-acks`, which makes the delivery `delivered` (Web Push has no receipts).
+    #[serde(default)]
+    pub device_acks: bool,
+    /// With device acks: how long a sent delivery waits for its ack before it is sent again
+    /// (0: never).
+    #[serde(default)]
+    pub receipt_timeout_ms: u64,
 }
 
 fn default_concurrency() -> usize {

@@ -27,6 +27,9 @@ use crate::vapid::VapidKey;
 const TOKEN_VALIDITY: Duration = Duration::from_secs(12 * 3600);
 /// A cached token is replaced this long before it expires.
 const TOKEN_RENEWAL: Duration = Duration::from_secs(3600);
+/// What the device-ack envelope adds to a payload, at most (`{"payload":,"ack":""}` and a
+/// token of a 29-character delivery id and a 32-character MAC, with room to spare).
+const ACK_ENVELOPE: usize = 128;
 /// Longest TTL sent (RFC 8030 leaves it to the service; 4 weeks is what services keep).
 const MAX_TTL_SECS: u64 = 28 * 24 * 3600;
 
@@ -195,8 +198,13 @@ impl Provider for WebPushProvider {
             concurrency: self.settings.concurrency,
             qps: None,
             send_timeout: Duration::from_millis(self.settings.timeout_ms + 1000),
-            receipt_timeout: None,
+            receipt_timeout: (self.settings.device_acks && self.settings.receipt_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.settings.receipt_timeout_ms)),
         }
+    }
+
+    fn device_acks(&self) -> bool {
+        self.settings.device_acks
     }
 
     /// A subscription as `PushSubscription.toJSON()` gives it: `{"endpoint", "keys":
@@ -228,10 +236,15 @@ impl Provider for WebPushProvider {
     /// One aes128gcm record of 4096 bytes carries at most 3993 bytes of message.
     fn check_payload(&self, payload: &Value) -> Result<(), String> {
         let len = plaintext(payload).len();
-        if len > ece::max_plaintext() {
+        // With device acks the payload travels in `{"payload":…,"ack":"<token>"}`.
+        let room = if self.settings.device_acks {
+            ece::max_plaintext() - ACK_ENVELOPE
+        } else {
+            ece::max_plaintext()
+        };
+        if len > room {
             return Err(format!(
-                "the payload is {len} bytes; Web Push carries at most {} (4 KiB encrypted)",
-                ece::max_plaintext()
+                "the payload is {len} bytes; Web Push carries at most {room} here (4 KiB encrypted)"
             ));
         }
         Ok(())

@@ -25,6 +25,7 @@ pub enum ErrorClass {
     TooManyRequests,
     BadGateway,
     Unavailable,
+    Forbidden,
 }
 
 /// A request the engine refused or could not complete.
@@ -55,6 +56,9 @@ pub enum EngineError {
     Callback(#[from] CallbackError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A device acknowledgement whose token was not made by this gateway.
+    #[error("the acknowledgement token is not valid")]
+    ForgedAck,
 }
 
 impl EngineError {
@@ -81,6 +85,7 @@ impl EngineError {
             Self::Callback(CallbackError::NotSupported(_)) => "callback_not_supported",
             Self::Callback(CallbackError::Malformed(_)) => "malformed_callback",
             Self::Store(_) => "storage_unavailable",
+            Self::ForgedAck => "forged_ack",
         }
     }
 
@@ -97,6 +102,7 @@ impl EngineError {
             Self::Callback(CallbackError::NotSupported(_)) => ErrorClass::NotFound,
             Self::Callback(CallbackError::Malformed(_)) => ErrorClass::BadRequest,
             Self::Store(_) => ErrorClass::Unavailable,
+            Self::ForgedAck => ErrorClass::Forbidden,
         }
     }
 }

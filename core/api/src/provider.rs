@@ -320,6 +320,13 @@ pub trait Provider: Send + Sync + 'static {
         }
     }
 
+    /// Whether devices of this provider acknowledge deliveries themselves (a provider with no
+    /// receipts of its own): each gets `{"payload": <app payload>, "ack": "<token>"}` and posts
+    /// the token to `POST /v1/device-acks`. Default: no.
+    fn device_acks(&self) -> bool {
+        false
+    }
+
     /// Checks a message payload fits what the provider carries, so an oversized message gets
     /// a 400 when it is sent (`payload_too_large`), not a failed delivery later. Default: any.
     fn check_payload(&self, _payload: &serde_json::Value) -> Result<(), String> {

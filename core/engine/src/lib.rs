@@ -6,6 +6,7 @@
 //! modules), backends implement [`store::Store`], and the gateway (the `pushgate` crate)
 //! wires them in.
 
+pub mod acks;
 pub mod allocator;
 pub mod backoff;
 pub mod breaker;

@@ -24,6 +24,7 @@ pub const STORE_CHECKPOINT_SECONDS: &str = "pushgate_store_checkpoint_duration_s
 pub const STORE_FAILED: &str = "pushgate_store_failed";
 pub const ALIAS_BINDINGS_TOTAL: &str = "pushgate_alias_bindings_total";
 pub const DEVICES_UNREGISTERED_TOTAL: &str = "pushgate_devices_unregistered_total";
+pub const DEVICE_ACKS_TOTAL: &str = "pushgate_device_acks_total";
 pub const ALIAS_MIRROR_FAILURES_TOTAL: &str = "pushgate_alias_mirror_failures_total";
 pub const UPSTREAM_MESSAGES_TOTAL: &str = "pushgate_upstream_messages_total";
 pub const UPSTREAM_REPLIES_TOTAL: &str = "pushgate_upstream_replies_total";
@@ -54,6 +55,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (STORE_FAILED, "1 once a journal write failed (commits fail until a restart), else 0."),
     (ALIAS_BINDINGS_TOTAL, "Alias binding changes by result (bound, moved, unbound)."),
     (DEVICES_UNREGISTERED_TOTAL, "Devices unbound because their provider reported them gone (Web Push 404/410), by provider."),
+    (DEVICE_ACKS_TOTAL, "Device acknowledgements posted to /v1/device-acks by result (applied, duplicate, forged, limited)."),
     (ALIAS_MIRROR_FAILURES_TOTAL, "Failed mirrors of binds and unbinds to providers that keep aliases (delegate_aliases), by provider and retry (transient: retried, permanent: dropped)."),
     (UPSTREAM_MESSAGES_TOTAL, "Upstream messages from devices by provider and result (accepted, duplicate, unowned)."),
     (UPSTREAM_REPLIES_TOTAL, "Messages in app server replies to upstream events by result (accepted, rejected, malformed)."),

@@ -1,5 +1,6 @@
 //! The route table: path → route (with its metric label and allowed methods) → handler.
 
+mod acks;
 mod aliases;
 mod callbacks;
 mod messages;
@@ -22,6 +23,7 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    DeviceAcks,
     AliasDevices {
         app: String,
         alias: String,
@@ -97,6 +99,7 @@ impl Route {
                 app: s(2)?,
                 id: s(4)?,
             },
+            ["v1", "device-acks"] => Route::DeviceAcks,
             ["v1", "callbacks", _, "receipts"] => Route::Receipts { provider: s(2)? },
             ["v1", "callbacks", _, "upstream"] => Route::Upstream { provider: s(2)? },
             ["v1", "mock", _, "devices", _, "upstream"] => Route::MockUpstream {
@@ -118,6 +121,7 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::DeviceAcks => "/v1/device-acks",
             Route::AliasDevices { .. } => "/v1/apps/{app}/aliases/{alias}/devices",
             Route::Alias { .. } => "/v1/apps/{app}/aliases/{alias}",
             Route::AliasDevice { .. } => "/v1/apps/{app}/aliases/{alias}/devices/{provider}/{cid}",
@@ -135,6 +139,7 @@ impl Route {
         match self {
             Route::AliasDevices { .. }
             | Route::Messages { .. }
+            | Route::DeviceAcks
             | Route::Receipts { .. }
             | Route::Upstream { .. }
             | Route::MockUpstream { .. } => "POST",
@@ -206,6 +211,7 @@ pub async fn dispatch(
         }
         (Method::POST, Route::Messages { app }) => messages::send(state, &app, request).await?,
         (Method::GET, Route::Message { app, id }) => messages::get(state, &app, &id).await?,
+        (Method::POST, Route::DeviceAcks) => acks::post(state, request).await?,
         (Method::POST, Route::Receipts { provider }) => {
             callbacks::receipts(state, &provider, request).await?
         }

@@ -15,7 +15,7 @@ pub(crate) use accept::request_guards;
 pub use accept::Accepted;
 pub use pushgate_api::request::MessageRequest;
 pub use pushgate_api::{AppSettings, NewMessage, ReceiptReport, UpstreamReport};
-pub use receipts::ReceiptOutcome;
+pub use receipts::{AckOutcome, ReceiptOutcome};
 pub use upstream::UpstreamOutcome;
 
 #[cfg(test)]
@@ -56,6 +56,9 @@ pub struct EngineSettings {
     pub lease: Duration,
     /// This node's name in claims (`[store] node_id`).
     pub node_id: String,
+    /// Makes and checks device acknowledgement tokens (every node of a cluster needs the
+    /// same secret).
+    pub acks: crate::acks::AckSigner,
 }
 
 impl Default for EngineSettings {
@@ -70,6 +73,7 @@ impl Default for EngineSettings {
             retention: Duration::from_secs(72 * 3600),
             lease: Duration::from_secs(30),
             node_id: default_node_id(),
+            acks: crate::acks::AckSigner::new(&rand::random::<[u8; 32]>()),
         }
     }
 }

@@ -218,6 +218,60 @@ impl Engine {
     }
 }
 
+/// What a device acknowledgement did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The delivery became `delivered`.
+    Applied,
+    /// Already final, or gone (purged): nothing changed.
+    Duplicate,
+}
+
+impl Engine {
+    /// Applies a device's acknowledgement token (`POST /v1/device-acks`) as its provider's
+    /// receipt would be applied: `delivered`, webhooks, the receipt push to the sender.
+    /// Returns once its effects are on disk; a token this gateway did not make is
+    /// [`EngineError::ForgedAck`].
+    pub async fn apply_device_ack(&self, token: &str) -> Result<AckOutcome, EngineError> {
+        let Some(id) = self.settings.acks.verify(token) else {
+            metrics::counter!(m::DEVICE_ACKS_TOTAL, "result" => "forged").increment(1);
+            return Err(EngineError::ForgedAck);
+        };
+        let Some(delivery) = self.store.delivery(id).await? else {
+            metrics::counter!(m::DEVICE_ACKS_TOTAL, "result" => "duplicate").increment(1);
+            return Ok(AckOutcome::Duplicate);
+        };
+        // Before the send is recorded there is no reference yet: the send's own id is the one
+        // providers with device acks use (kept as an early receipt until the send records it).
+        let reference = delivery
+            .provider_ref
+            .clone()
+            .unwrap_or_else(|| id.to_string());
+        let receipt = Receipt {
+            provider_ref: reference,
+            cid: delivery.cid.clone(),
+            status: ReceiptStatus::Delivered,
+            at: Some(now_ms()),
+        };
+        let report = self
+            .apply_receipts(&delivery.provider, vec![receipt])
+            .await?;
+        self.store.commit().await?;
+        let outcome = if report.applied > 0 {
+            AckOutcome::Applied
+        } else {
+            AckOutcome::Duplicate
+        };
+        let label = if outcome == AckOutcome::Applied {
+            "applied"
+        } else {
+            "duplicate"
+        };
+        metrics::counter!(m::DEVICE_ACKS_TOTAL, "result" => label).increment(1);
+        Ok(outcome)
+    }
+}
+
 #[async_trait]
 impl ReceiptSink for Engine {
     async fn receipts_callback(

@@ -114,13 +114,21 @@ impl Engine {
                 .increment(1);
             tracing::info!(delivery = %id, attempt = delivery.attempts + 1, "no receipt in time; sending again");
         }
+        let payload = match self.providers.get(&delivery.provider) {
+            // A device that acknowledges itself gets the payload with its ack token.
+            Some(p) if p.device_acks() => serde_json::json!({
+                "payload": message.payload,
+                "ack": self.settings.acks.token(id),
+            }),
+            _ => message.payload,
+        };
         let outbound = OutboundDelivery {
             delivery_id: id,
             message_id: message.id,
             app: message.app.clone(),
             cid: delivery.cid.clone(),
             from: message.from.clone(),
-            payload: std::sync::Arc::new(message.payload),
+            payload: std::sync::Arc::new(payload),
             ttl: Duration::from_millis(message.expires_at - now),
             attempt: delivery.attempts + 1,
             device_data: delivery.device_data.clone().map(std::sync::Arc::new),
