@@ -455,3 +455,160 @@ async fn device_acks_make_web_push_deliveries_delivered() {
         1.0
     );
 }
+
+/// web-push-testing (npm), a Web Push service written by others, run on 127.0.0.1 for this
+/// test; `scripts/test.sh` installs it (`npm ci` in `tests/peers`).
+struct WebPushTesting {
+    child: std::process::Child,
+    url: String,
+}
+
+impl WebPushTesting {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+        assert!(
+            dir.join("node_modules/web-push-testing").exists(),
+            "web-push-testing is not installed: run scripts/test.sh (it runs `npm ci` in tests/peers)"
+        );
+        let mut child = std::process::Command::new("node")
+            .arg(dir.join("web-push-testing.js"))
+            .arg("0")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node runs (scripts/test.sh installs what the tests need)");
+        let stdout = child.stdout.take().expect("stdout");
+        let url = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+            .expect("web-push-testing started");
+        WebPushTesting { child, url }
+    }
+}
+
+impl Drop for WebPushTesting {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_push_testing_receives_decrypts_and_expires() {
+    let peer = WebPushTesting::start();
+    let service = support::client::Api::new(&peer.url, None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = pushgate_webpush::vapid::VapidKey::generate();
+    let pem = dir.path().join("vapid.pem");
+    std::fs::write(&pem, key.to_pem().expect("pem")).expect("write");
+    let provider = format!(
+        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\n",
+        pem.display()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", &provider));
+    let api = gw.api();
+    let subscribe = |application_server_key: String| {
+        let service = service.clone();
+        async move {
+            let r = service
+                .post(
+                    "/subscribe",
+                    &json!({"applicationServerKey": application_server_key}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            r.json["data"].clone()
+        }
+    };
+    let deliver = |alias: &'static str, sub: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            let bound = api
+                .post(
+                    &format!("/v1/apps/demo/aliases/{alias}/devices"),
+                    &json!({"provider": "webpush", "cid": format!("{alias}-browser"), "data": {"endpoint": sub["endpoint"], "keys": sub["keys"]}}),
+                )
+                .await;
+            assert_eq!(bound.status, StatusCode::OK, "{}", bound.text);
+            let sent = api
+                .send(&json!({"to": {"alias": alias}, "payload": {"text": format!("hi {alias}")}}))
+                .await;
+            assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
+            sent.json["message_id"].as_str().expect("id").to_string()
+        }
+    };
+    let wait_for = |id: String, state: &'static str| {
+        let api = api.clone();
+        eventually(WAIT, state, move || {
+            let (api, id) = (api.clone(), id.clone());
+            async move { api.all_deliveries_are(&id, state).await.then_some(()) }
+        })
+    };
+
+    // Subscribed with the gateway's key: the service checks the VAPID token and decrypts.
+    let sub = subscribe(key.public_base64()).await;
+    let id = deliver("bob", sub.clone()).await;
+    wait_for(id, "sent").await;
+    let got = service
+        .post(
+            "/get-notifications",
+            &json!({"clientHash": sub["clientHash"]}),
+        )
+        .await;
+    assert_eq!(
+        got.json["data"]["messages"],
+        json!([r#"{"text":"hi bob"}"#]),
+        "{}",
+        got.text
+    );
+
+    // Expired at the service: 410, the delivery fails and the device is unbound.
+    let expire = service
+        .post(
+            &format!(
+                "/expire-subscription/{}",
+                sub["clientHash"].as_str().expect("hash")
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(expire.status, StatusCode::OK);
+    let id = api
+        .send(&json!({"to": {"alias": "bob"}, "payload": "again"}))
+        .await
+        .json["message_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    wait_for(id.clone(), "failed").await;
+    assert_eq!(
+        api.message(&id).await.json["deliveries"][0]["error"]["code"],
+        "unsubscribed"
+    );
+    eventually(WAIT, "bob's device unbound", || {
+        let api = api.clone();
+        async move {
+            (api.get("/v1/apps/demo/aliases/bob").await.status == StatusCode::NOT_FOUND)
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Subscribed with another server's key: the service refuses the gateway's token.
+    let other = pushgate_webpush::vapid::VapidKey::generate();
+    let stranger = subscribe(other.public_base64()).await;
+    let id = deliver("carol", stranger.clone()).await;
+    wait_for(id.clone(), "failed").await;
+    let refused = service
+        .post(
+            "/get-notifications",
+            &json!({"clientHash": stranger["clientHash"]}),
+        )
+        .await;
+    assert_eq!(
+        refused.json["data"]["messages"],
+        json!([]),
+        "nothing accepted"
+    );
+}

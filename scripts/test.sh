@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite (the README's test command; .ci/run calls it too): installs the protocol
+# peers the tests run against if they are missing — web-push-testing from npm, pinned in
+# tests/peers/package-lock.json — then runs `cargo test --workspace` (extra arguments are passed
+# on). The tests start each peer themselves on 127.0.0.1 and stop it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "scripts/test.sh: installing Node.js (Debian packages nodejs, npm)" >&2
+        apt-get install -y --no-install-recommends nodejs npm >/dev/null
+    else
+        echo "scripts/test.sh: Node.js 20+ and npm are needed (web-push-testing); install them" >&2
+        exit 1
+    fi
+fi
+if [ ! -d tests/peers/node_modules/web-push-testing ]; then
+    echo "scripts/test.sh: installing web-push-testing (npm ci in tests/peers)" >&2
+    (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
+fi
+exec cargo test --workspace "$@"
