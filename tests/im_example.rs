@@ -1,4 +1,4 @@
-//! Runs the IM example (`examples/im_chat`) non-interactively against both providers and
+//! Runs the IM example (`examples/im_chat`) non-interactively against each provider and
 //! checks its summary line. `cargo test` builds the example before running tests.
 
 use std::path::PathBuf;
@@ -55,4 +55,17 @@ fn the_chat_runs_over_getui() {
         out.contains("RESULT: all messages delivered, all senders notified"),
         "{out}"
     );
+}
+
+#[test]
+fn the_chat_runs_over_web_push_with_device_acks() {
+    let out = run("webpush");
+    assert!(out.contains("sent to provider webpush"), "{out}");
+    assert!(
+        out.contains(
+            "summary: 2 messages, 2 delivered, 2 senders notified, 0 forged webhooks refused"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("alice notified ✓✓"), "{out}");
 }

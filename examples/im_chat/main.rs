@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --example im_chat                      # mock provider, everything in-process
 //! cargo run --example im_chat -- --provider getui  # over Getui's REST v2 (local emulator)
+//! cargo run --example im_chat -- --provider webpush  # Web Push; browsers decrypt and ack
 //! cargo run --example im_chat -- --interactive     # type `alice> hi`, `bob> hi`, `alice>> hi`
 //! cargo run --example im_chat -- --gateway http://127.0.0.1:8080 --api-key KEY \
 //!     --webhook-secret SECRET --listen 127.0.0.1:3000   # against a running gateway
@@ -14,6 +15,7 @@
 //! device, receipt back, sender notified.
 
 mod app_server;
+mod browsers;
 mod http;
 
 use std::io::BufRead;
@@ -59,14 +61,17 @@ fn parse_options() -> Result<Options, String> {
             "--emulator" => o.emulator = Some(value()?),
             "--interactive" => o.interactive = true,
             "-h" | "--help" => {
-                println!("usage: im_chat [--provider mock|getui] [--interactive] [--gateway URL --api-key KEY --webhook-secret S --listen ADDR [--emulator URL]]");
+                println!("usage: im_chat [--provider mock|getui|webpush] [--interactive] [--gateway URL --api-key KEY --webhook-secret S --listen ADDR [--emulator URL]]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other:?}")),
         }
     }
-    if !matches!(o.provider.as_str(), "mock" | "getui") {
-        return Err("--provider is mock or getui".into());
+    if !matches!(o.provider.as_str(), "mock" | "getui" | "webpush") {
+        return Err("--provider is mock, getui or webpush".into());
+    }
+    if o.provider == "webpush" && o.gateway.is_some() {
+        return Err("--provider webpush runs its browsers in-process: no --gateway".into());
     }
     if o.gateway.is_some() && (o.api_key.is_none() || o.webhook_secret.is_none()) {
         return Err(
@@ -78,8 +83,16 @@ fn parse_options() -> Result<Options, String> {
 
 /// Where the simulated devices live and how to reach them.
 enum Devices {
-    Mock { gateway: String },
-    Getui { emulator: String },
+    Mock {
+        gateway: String,
+    },
+    Getui {
+        emulator: String,
+    },
+    /// Browsers in this process behind their push service; they acknowledge each push.
+    WebPush {
+        browsers: std::sync::Arc<browsers::Browsers>,
+    },
 }
 
 /// One message as a device received it.
@@ -91,9 +104,28 @@ struct Received {
 
 impl Devices {
     async fn inbox(&self, http: &Http, cid: &str) -> Vec<Received> {
+        if let Devices::WebPush { browsers } = self {
+            return browsers
+                .inbox(cid)
+                .into_iter()
+                .map(|p| Received {
+                    // The ack token is "<message id>-<device index>.<mac>".
+                    message_id: p
+                        .ack
+                        .split('.')
+                        .next()
+                        .and_then(|d| d.rsplit_once('-'))
+                        .map(|(id, _)| id.to_string())
+                        .unwrap_or_default(),
+                    payload: p.payload,
+                    at: p.at,
+                })
+                .collect();
+        }
         let url = match self {
             Devices::Mock { gateway } => format!("{gateway}/v1/mock/mock/devices/{cid}/inbox"),
             Devices::Getui { emulator } => format!("{emulator}/_emulator/devices/{cid}/inbox"),
+            Devices::WebPush { .. } => return Vec::new(),
         };
         let Ok((200, body)) = http.call(Method::GET, &url, None, None).await else {
             return Vec::new();
@@ -110,7 +142,7 @@ impl Devices {
                             .map(|(id, _)| id.to_string())
                             .unwrap_or_default(),
                         payload: match self {
-                            Devices::Mock { .. } => m["payload"].clone(),
+                            Devices::Mock { .. } | Devices::WebPush { .. } => m["payload"].clone(),
                             Devices::Getui { .. } => m["transmission"]
                                 .as_str()
                                 .and_then(|t| serde_json::from_str(t).ok())
@@ -133,6 +165,9 @@ impl Devices {
                 format!("{emulator}/_emulator/devices/{cid}/upstream"),
                 json!({"payload": payload}),
             ),
+            Devices::WebPush { .. } => {
+                return Err("Web Push devices send no upstream messages".into())
+            }
         };
         match http.call(Method::POST, &url, None, Some(&body)).await? {
             (200, _) => Ok(()),
@@ -203,7 +238,10 @@ impl Chat {
     }
 
     async fn bind(&self, user: &str) -> Result<(), String> {
-        let body = json!({"provider": self.provider, "cid": device_of(user)});
+        let mut body = json!({"provider": self.provider, "cid": device_of(user)});
+        if let Devices::WebPush { browsers } = &self.devices {
+            body["data"] = browsers.subscribe(&device_of(user));
+        }
         match self
             .api(
                 Method::POST,
@@ -434,8 +472,27 @@ async fn start_local(
         None => String::new(),
     };
     let data_dir = std::env::temp_dir().join(format!("pushgate-im-chat-{}", std::process::id()));
+    let browsers = if provider == "webpush" {
+        Some(browsers::Browsers::start().await?)
+    } else {
+        None
+    };
+    let webpush = match &browsers {
+        Some(_) => {
+            std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
+            let pem = data_dir.join("vapid.pem");
+            let key = pushgate_webpush::vapid::VapidKey::generate();
+            std::fs::write(&pem, key.to_pem().map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            format!(
+                "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:im-chat@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\ndevice_acks = true\n",
+                pem.display()
+            )
+        }
+        None => String::new(),
+    };
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"im-chat-demo-key-0123456789\"]\nwebhook_url = \"{}\"\nwebhook_secret = \"{secret}\"\ndefault_provider = \"{provider}\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\n\n{getui}",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"im-chat-demo-key-0123456789\"]\nwebhook_url = \"{}\"\nwebhook_secret = \"{secret}\"\ndefault_provider = \"{provider}\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\n\n{getui}{webpush}",
         data_dir.display(),
         app.url
     );
@@ -444,7 +501,13 @@ async fn start_local(
         .await
         .map_err(|e| e.to_string())?;
     let url = format!("http://{}", gateway.local_addr());
+    if let Some(b) = &browsers {
+        b.set_gateway(&url);
+    }
     let devices = match &emulator {
+        _ if browsers.is_some() => Devices::WebPush {
+            browsers: browsers.clone().ok_or("browsers")?,
+        },
         Some(e) => {
             e.set_receipt_url(Some(format!("{url}/v1/callbacks/getui/receipts")));
             e.set_upstream_url(Some(format!("{url}/v1/callbacks/getui/upstream")));
@@ -558,8 +621,12 @@ async fn run(o: Options) -> Result<bool, String> {
             .await?;
         chat.alias_push("bob", "alice", "Sure, see you there.")
             .await?;
-        chat.upstream("alice", "bob", "Sent from my phone, upstream.")
-            .await?;
+        if o.provider == "webpush" {
+            println!("\n[strategy 2: SendMessage upstream] skipped: Web Push devices send no upstream messages");
+        } else {
+            chat.upstream("alice", "bob", "Sent from my phone, upstream.")
+                .await?;
+        }
     }
     let ok = chat.summary();
     if let Some((gw, _emulator, dir)) = local {
