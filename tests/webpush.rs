@@ -153,6 +153,22 @@ async fn push_service(service: Arc<Service>) -> String {
     url
 }
 
+/// A VAPID key written to `dir/vapid.pem`, and the `[[providers]]` table of a Web Push
+/// provider using it (`extra` adds keys).
+fn webpush_provider(
+    dir: &std::path::Path,
+    extra: &str,
+) -> (pushgate_webpush::vapid::VapidKey, String) {
+    let key = pushgate_webpush::vapid::VapidKey::generate();
+    let pem = dir.join("vapid.pem");
+    std::fs::write(&pem, key.to_pem().expect("pem")).expect("write");
+    let provider = format!(
+        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\n{extra}\n",
+        pem.display()
+    );
+    (key, provider)
+}
+
 /// Checks `Authorization: vapid t=<jwt>, k=<key>` for `origin` against `public`.
 fn check_vapid(headers: &http::HeaderMap, origin: &str, public: &str) {
     let value = headers["authorization"].to_str().expect("ascii");
@@ -173,16 +189,10 @@ fn check_vapid(headers: &http::HeaderMap, origin: &str, public: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_reach_the_browser_encrypted_and_expired_subscriptions_fail() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = pushgate_webpush::vapid::VapidKey::generate();
-    let pem = dir.path().join("vapid.pem");
-    std::fs::write(&pem, key.to_pem().expect("pem")).expect("write");
     let service = Arc::new(Service::default());
     let base = push_service(service.clone()).await;
     let origin = base.clone();
-    let provider = format!(
-        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\n\n[delivery]\nretry_base_ms = 100\nretry_max_ms = 200\n",
-        pem.display()
-    );
+    let (key, provider) = webpush_provider(dir.path(), "allowed_endpoints = [\"127.0.0.1:*\"]\n\n[delivery]\nretry_base_ms = 100\nretry_max_ms = 200");
     let app = AppServer::start().await;
     let gw = GatewayProcess::start(
         dir.path(),
@@ -325,13 +335,7 @@ async fn messages_reach_the_browser_encrypted_and_expired_subscriptions_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_that_point_inside_or_carry_bad_keys_are_refused_at_bind() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = pushgate_webpush::vapid::VapidKey::generate();
-    let pem = dir.path().join("vapid.pem");
-    std::fs::write(&pem, key.to_pem().expect("pem")).expect("write");
-    let provider = format!(
-        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\n",
-        pem.display()
-    );
+    let (_key, provider) = webpush_provider(dir.path(), "");
     let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", &provider));
     let api = gw.api();
     let b = Browser::new();
@@ -380,14 +384,11 @@ async fn subscriptions_that_point_inside_or_carry_bad_keys_are_refused_at_bind()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_acks_make_web_push_deliveries_delivered() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = pushgate_webpush::vapid::VapidKey::generate();
-    let pem = dir.path().join("vapid.pem");
-    std::fs::write(&pem, key.to_pem().expect("pem")).expect("write");
     let service = Arc::new(Service::default());
     let base = push_service(service.clone()).await;
-    let provider = format!(
-        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\ndevice_acks = true\n",
-        pem.display()
+    let (_key, provider) = webpush_provider(
+        dir.path(),
+        "allowed_endpoints = [\"127.0.0.1:*\"]\ndevice_acks = true",
     );
     let app = AppServer::start().await;
     let gw = GatewayProcess::start(
@@ -499,13 +500,7 @@ async fn web_push_testing_receives_decrypts_and_expires() {
     let peer = WebPushTesting::start();
     let service = support::client::Api::new(&peer.url, None);
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = pushgate_webpush::vapid::VapidKey::generate();
-    let pem = dir.path().join("vapid.pem");
-    std::fs::write(&pem, key.to_pem().expect("pem")).expect("write");
-    let provider = format!(
-        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"{}\"\nsubject = \"mailto:ops@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\n",
-        pem.display()
-    );
+    let (key, provider) = webpush_provider(dir.path(), "allowed_endpoints = [\"127.0.0.1:*\"]");
     let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", &provider));
     let api = gw.api();
     let subscribe = |application_server_key: String| {

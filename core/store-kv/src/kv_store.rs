@@ -380,6 +380,40 @@ impl<K: Kv> KvStore<K> {
         })
     }
 
+    /// Claims up to `limit` records of a `tag ++ due(8) ++ id(16)` index due from `from` to
+    /// `now` that no live claim holds (claimed ones are skipped before decoding).
+    #[allow(clippy::too_many_arguments)]
+    fn claim_records<T: DeserializeOwned>(
+        &self,
+        tag: u8,
+        from: u64,
+        now: u64,
+        limit: usize,
+        lease: &Lease,
+        claims: &Claims<MessageId>,
+        id_of: impl Fn(&T) -> MessageId,
+    ) -> Result<Vec<T>, StoreError> {
+        let prefix = [tag];
+        let mut found: Vec<T> = Vec::new();
+        {
+            let held = claims.held(now);
+            for item in self.kv.range(
+                keys::time_start(&prefix, from),
+                Some(keys::time_bound(&prefix, now)),
+            ) {
+                if found.len() >= limit {
+                    break;
+                }
+                let (k, v) = item?;
+                if keys::parse_timed(&k).is_some_and(|(_, id)| held.contains(&id)) {
+                    continue;
+                }
+                found.push(decode(&k, &v)?);
+            }
+        }
+        Ok(claims.claim(found, id_of, lease, now))
+    }
+
     fn first_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<K::Bytes>, StoreError> {
         match self.kv.scan_prefix(prefix).next() {
             Some(item) => item.map(|(k, _)| Some(k)),
@@ -752,26 +786,15 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
         limit: usize,
         lease: &Lease,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let end = keys::time_bound(&[keys::EVENT], now);
-        let mut found: Vec<EventRecord> = Vec::new();
-        {
-            let held = self.event_claims.held(now);
-            for item in self
-                .kv
-                .range(keys::time_start(&[keys::EVENT], from), Some(end))
-            {
-                if found.len() >= limit {
-                    break;
-                }
-                let (k, v) = item?;
-                // The key ends with the event id: skip claimed events without decoding them.
-                if keys::parse_timed(&k).is_some_and(|(_, id)| held.contains(&id)) {
-                    continue;
-                }
-                found.push(decode(&k, &v)?);
-            }
-        }
-        Ok(self.event_claims.claim(found, |e| e.id, lease, now))
+        self.claim_records(
+            keys::EVENT,
+            from,
+            now,
+            limit,
+            lease,
+            &self.event_claims,
+            |e: &EventRecord| e.id,
+        )
     }
 
     async fn release_event(&self, id: MessageId, owner: &str) -> Result<(), StoreError> {
@@ -824,25 +847,15 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
         limit: usize,
         lease: &Lease,
     ) -> Result<Vec<AliasMirror>, StoreError> {
-        let prefix = [keys::MIRROR];
-        let mut found: Vec<AliasMirror> = Vec::new();
-        {
-            let held = self.mirror_claims.held(now);
-            for item in self.kv.range(
-                keys::time_start(&prefix, 0),
-                Some(keys::time_bound(&prefix, now)),
-            ) {
-                if found.len() >= limit {
-                    break;
-                }
-                let (k, v) = item?;
-                if keys::parse_timed(&k).is_some_and(|(_, id)| held.contains(&id)) {
-                    continue;
-                }
-                found.push(decode(&k, &v)?);
-            }
-        }
-        Ok(self.mirror_claims.claim(found, |m| m.id, lease, now))
+        self.claim_records(
+            keys::MIRROR,
+            0,
+            now,
+            limit,
+            lease,
+            &self.mirror_claims,
+            |m: &AliasMirror| m.id,
+        )
     }
 
     async fn release_alias_mirror(&self, id: MessageId, owner: &str) -> Result<(), StoreError> {
