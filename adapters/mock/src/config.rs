@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::error::MockError;
 
 /// How the simulated provider and its devices behave.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MockSettings {
     /// Time each send takes, in milliseconds.
@@ -72,6 +72,42 @@ fn default_inbox_limit() -> usize {
 }
 fn default_concurrency() -> usize {
     256
+}
+
+impl std::fmt::Debug for MockSettings {
+    /// Never prints the receipt-signing secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockSettings")
+            .field("send_latency_ms", &self.send_latency_ms)
+            .field("receipt_delay_ms", &self.receipt_delay_ms)
+            .field("transient_failure_rate", &self.transient_failure_rate)
+            .field("permanent_failure_rate", &self.permanent_failure_rate)
+            .field("receipt_loss_rate", &self.receipt_loss_rate)
+            .field("receipt_timeout_ms", &self.receipt_timeout_ms)
+            .field("fail_first_attempts", &self.fail_first_attempts)
+            .field("unknown_cid_prefix", &self.unknown_cid_prefix)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("state_dir", &self.state_dir)
+            .field("inbox_limit", &self.inbox_limit)
+            .field("concurrency", &self.concurrency)
+            .field("qps", &self.qps)
+            .field("send_timeout_ms", &self.send_timeout_ms)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    #[test]
+    fn debug_hides_the_secret() {
+        let settings = super::MockSettings {
+            secret: Some("hunter2-secret".into()),
+            ..Default::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
 }
 
 impl Default for MockSettings {
