@@ -96,20 +96,6 @@ impl std::fmt::Debug for MockSettings {
     }
 }
 
-#[cfg(test)]
-mod debug_tests {
-    #[test]
-    fn debug_hides_the_secret() {
-        let settings = super::MockSettings {
-            secret: Some("hunter2-secret".into()),
-            ..Default::default()
-        };
-        let shown = format!("{settings:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("<redacted>"));
-    }
-}
-
 impl Default for MockSettings {
     fn default() -> Self {
         MockSettings {
@@ -163,5 +149,19 @@ impl MockSettings {
             return Err(MockError::Config("secret must not be empty".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    #[test]
+    fn debug_hides_the_secret() {
+        let settings = super::MockSettings {
+            secret: Some("hunter2-secret".into()),
+            ..Default::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
     }
 }
