@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aes_gcm::aead::{Aead, KeyInit};
 use base64::Engine;
 use bytes::Bytes;
 use http::StatusCode;
@@ -52,33 +51,9 @@ impl Browser {
         b64(self.key.public_key().to_encoded_point(false).as_bytes())
     }
 
-    /// Decrypts an aes128gcm body (RFC 8291 §3.4, RFC 8188).
+    /// Decrypts an aes128gcm body as a browser does.
     fn decrypt(&self, body: &[u8]) -> Vec<u8> {
-        let (salt, rest) = body.split_at(16);
-        let idlen = rest[4] as usize;
-        let as_public = p256::PublicKey::from_sec1_bytes(&rest[5..5 + idlen]).expect("key id");
-        let sealed = &rest[5 + idlen..];
-        let shared =
-            p256::ecdh::diffie_hellman(self.key.to_nonzero_scalar(), as_public.as_affine());
-        let mut info = b"WebPush: info\0".to_vec();
-        info.extend_from_slice(self.key.public_key().to_encoded_point(false).as_bytes());
-        info.extend_from_slice(as_public.to_encoded_point(false).as_bytes());
-        let mut ikm = [0u8; 32];
-        hkdf::Hkdf::<sha2::Sha256>::new(Some(&self.auth), shared.raw_secret_bytes())
-            .expand(&info, &mut ikm)
-            .expect("ikm");
-        let prk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &ikm);
-        let (mut cek, mut nonce) = ([0u8; 16], [0u8; 12]);
-        prk.expand(b"Content-Encoding: aes128gcm\0", &mut cek)
-            .expect("cek");
-        prk.expand(b"Content-Encoding: nonce\0", &mut nonce)
-            .expect("nonce");
-        let mut plain = aes_gcm::Aes128Gcm::new_from_slice(&cek)
-            .expect("cek")
-            .decrypt(aes_gcm::Nonce::from_slice(&nonce), sealed)
-            .expect("authentic");
-        assert_eq!(plain.pop(), Some(2), "one last record");
-        plain
+        pushgate_webpush::ece::decrypt(body, &self.key, &self.auth).expect("authentic")
     }
 }
 

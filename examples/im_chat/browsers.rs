@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use aes_gcm::aead::{Aead, KeyInit};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -167,36 +166,7 @@ impl Browsers {
     }
 }
 
-/// RFC 8291 §3.4 / RFC 8188: the browser's side of aes128gcm.
+/// The browser's side of aes128gcm (RFC 8291).
 fn decrypt(browser: &Browser, body: &[u8]) -> Result<Vec<u8>, String> {
-    let bad = || "not an aes128gcm message".to_string();
-    if body.len() < 21 {
-        return Err(bad());
-    }
-    let (salt, rest) = body.split_at(16);
-    let idlen = rest[4] as usize;
-    let key_id = rest.get(5..5 + idlen).ok_or_else(bad)?;
-    let sealed = rest.get(5 + idlen..).ok_or_else(bad)?;
-    let server = p256::PublicKey::from_sec1_bytes(key_id).map_err(|e| e.to_string())?;
-    let shared = p256::ecdh::diffie_hellman(browser.key.to_nonzero_scalar(), server.as_affine());
-    let mut info = b"WebPush: info\0".to_vec();
-    info.extend_from_slice(browser.key.public_key().to_encoded_point(false).as_bytes());
-    info.extend_from_slice(server.to_encoded_point(false).as_bytes());
-    let mut ikm = [0u8; 32];
-    hkdf::Hkdf::<sha2::Sha256>::new(Some(&browser.auth), shared.raw_secret_bytes())
-        .expand(&info, &mut ikm)
-        .map_err(|e| e.to_string())?;
-    let prk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), &ikm);
-    let (mut cek, mut nonce) = ([0u8; 16], [0u8; 12]);
-    prk.expand(b"Content-Encoding: aes128gcm\0", &mut cek)
-        .and_then(|()| prk.expand(b"Content-Encoding: nonce\0", &mut nonce))
-        .map_err(|e| e.to_string())?;
-    let mut plain = aes_gcm::Aes128Gcm::new_from_slice(&cek)
-        .map_err(|e| e.to_string())?
-        .decrypt(aes_gcm::Nonce::from_slice(&nonce), sealed)
-        .map_err(|_| "decryption failed".to_string())?;
-    match plain.pop() {
-        Some(2) => Ok(plain),
-        _ => Err(bad()),
-    }
+    pushgate_webpush::ece::decrypt(body, &browser.key, &browser.auth).map_err(|e| e.to_string())
 }

@@ -120,6 +120,43 @@ pub fn encrypt_with(
     Ok(body)
 }
 
+/// A user agent's side: decrypts a one-record `aes128gcm` message with the subscription's
+/// private key and `auth` secret (what a browser does; for tests and simulated browsers).
+pub fn decrypt(body: &[u8], ua_private: &SecretKey, auth: &[u8; 16]) -> Result<Vec<u8>, EceError> {
+    if body.len() < 21 {
+        return Err(EceError::Cipher);
+    }
+    let (salt, rest) = body.split_at(16);
+    let idlen = rest[4] as usize;
+    let key_id = rest.get(5..5 + idlen).ok_or(EceError::Cipher)?;
+    let sealed = rest.get(5 + idlen..).ok_or(EceError::Cipher)?;
+    let as_public =
+        PublicKey::from_sec1_bytes(key_id).map_err(|e| EceError::PublicKey(e.to_string()))?;
+    let ua_public = ua_private.public_key().to_encoded_point(false);
+    let shared = diffie_hellman(ua_private.to_nonzero_scalar(), as_public.as_affine());
+    let mut key_info = b"WebPush: info\0".to_vec();
+    key_info.extend_from_slice(ua_public.as_bytes());
+    key_info.extend_from_slice(as_public.to_encoded_point(false).as_bytes());
+    let mut ikm = [0u8; 32];
+    Hkdf::<Sha256>::new(Some(auth), shared.raw_secret_bytes())
+        .expand(&key_info, &mut ikm)
+        .map_err(|_| EceError::Cipher)?;
+    let prk = Hkdf::<Sha256>::new(Some(salt), &ikm);
+    let mut cek = [0u8; 16];
+    let mut nonce = [0u8; 12];
+    prk.expand(b"Content-Encoding: aes128gcm\0", &mut cek)
+        .and_then(|()| prk.expand(b"Content-Encoding: nonce\0", &mut nonce))
+        .map_err(|_| EceError::Cipher)?;
+    let mut plain = Aes128Gcm::new_from_slice(&cek)
+        .map_err(|_| EceError::Cipher)?
+        .decrypt(Nonce::from_slice(&nonce), sealed)
+        .map_err(|_| EceError::Cipher)?;
+    match plain.pop() {
+        Some(LAST_RECORD) => Ok(plain),
+        _ => Err(EceError::Cipher),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +193,22 @@ mod tests {
         assert_eq!(
             b64(&body),
             "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN"
+        );
+        let auth: [u8; 16] = unb64("BTBZMqHH6r4Tts7J_aSIgg")
+            .expect("b64")
+            .try_into()
+            .expect("16 bytes");
+        assert_eq!(
+            decrypt(&body, &ua_private, &auth).expect("decrypt"),
+            plaintext,
+            "the user agent reads it back"
+        );
+        let mut tampered = body.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(
+            decrypt(&tampered, &ua_private, &auth),
+            Err(EceError::Cipher)
         );
     }
 
