@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite (the README's test command; .ci/run calls it too): installs the protocol
 # peers the tests run against if they are missing — web-push-testing from npm, pinned in
-# tests/peers/package-lock.json — then runs `cargo test --workspace` (extra arguments are passed
-# on). The tests start each peer themselves on 127.0.0.1 and stop it.
+# tests/peers/package-lock.json, and Debian's PostgreSQL — starts a throwaway PostgreSQL cluster
+# on 127.0.0.1 (scripts/postgres.sh), runs `cargo test --workspace` (extra arguments are passed
+# on) and stops the cluster. The tests start the other peers themselves on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +20,8 @@ if [ ! -d tests/peers/node_modules/web-push-testing ]; then
     echo "scripts/test.sh: installing web-push-testing (npm ci in tests/peers)" >&2
     (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
 fi
-exec cargo test --workspace "$@"
+# shellcheck source=scripts/postgres.sh
+source scripts/postgres.sh
+trap pg_stop EXIT
+pg_start
+cargo test --workspace "$@"

@@ -74,10 +74,12 @@ impl Gateway {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let mut options = SledOptions::new(data_dir.join("store"));
-        options.cache_capacity = config.server.cache_capacity_mb * 1024 * 1024;
-        options.commit_window = Duration::from_millis(config.server.commit_window_ms);
-        let store: Arc<dyn Store> = Arc::new(pushgate_store_sled::open(&options)?);
+        let node_id = config
+            .store
+            .node_id
+            .clone()
+            .unwrap_or_else(pushgate_engine::engine::default_node_id);
+        let store = open_store(config, &node_id).await?;
 
         let providers = config
             .providers
@@ -104,12 +106,10 @@ impl Gateway {
             circuit_open: Duration::from_millis(config.delivery.circuit_open_ms),
             retention: Duration::from_secs(config.delivery.retention_seconds),
             lease: Duration::from_millis(config.store.lease_ms),
-            node_id: config
-                .store
-                .node_id
-                .clone()
-                .unwrap_or_else(pushgate_engine::engine::default_node_id),
-            acks: pushgate_engine::acks::AckSigner::new(&ack_secret(data_dir)?),
+            node_id,
+            acks: pushgate_engine::acks::AckSigner::new(
+                &ack_secret(store.as_ref(), data_dir).await?,
+            ),
         };
         let router = SendMessageRouter::new(SendMessageSettings {
             relay_apps: config
@@ -244,9 +244,34 @@ impl Gateway {
     }
 }
 
-/// The secret that signs device acknowledgement tokens: read from `data_dir/device-ack-secret`,
-/// or generated and saved there (mode 0600), so tokens outlive restarts.
-fn ack_secret(data_dir: &Path) -> Result<Vec<u8>, GatewayError> {
+/// The store `[store]` names: sled in `data_dir/store`, or the PostgreSQL database.
+async fn open_store(config: &Config, node_id: &str) -> Result<Arc<dyn Store>, GatewayError> {
+    match config.store.backend.as_str() {
+        "postgres" => {
+            let options = pushgate_store_postgres::PgOptions {
+                url: config.store.url.clone(),
+                pool_size: config.store.pool_size,
+                application_name: format!("pushgate {node_id}"),
+            };
+            Ok(Arc::new(pushgate_store_postgres::open(&options).await?))
+        }
+        _ => {
+            let mut options = SledOptions::new(config.server.data_dir.join("store"));
+            options.cache_capacity = config.server.cache_capacity_mb * 1024 * 1024;
+            options.commit_window = Duration::from_millis(config.server.commit_window_ms);
+            Ok(Arc::new(pushgate_store_sled::open(&options)?))
+        }
+    }
+}
+
+/// The secret that signs device acknowledgement tokens, so tokens outlive restarts: the one
+/// the store shares among nodes (PostgreSQL), or else the node's own, read from
+/// `data_dir/device-ack-secret` or generated and saved there (mode 0600).
+async fn ack_secret(store: &dyn Store, data_dir: &Path) -> Result<Vec<u8>, GatewayError> {
+    let fresh: [u8; 32] = rand::thread_rng().gen();
+    if let Some(shared) = store.shared_secret("device-ack", &fresh).await? {
+        return Ok(shared);
+    }
     let io = |source| GatewayError::DataDir {
         path: data_dir.display().to_string(),
         source,
@@ -259,9 +284,8 @@ fn ack_secret(data_dir: &Path) -> Result<Vec<u8>, GatewayError> {
             }
         }
     }
-    let secret: [u8; 32] = rand::thread_rng().gen();
-    write_private(&path, &hex::encode(secret)).map_err(io)?;
-    Ok(secret.to_vec())
+    write_private(&path, &hex::encode(fresh)).map_err(io)?;
+    Ok(fresh.to_vec())
 }
 
 /// The embedded default's API key: read from `data_dir/demo-api-key`, or generated and

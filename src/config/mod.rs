@@ -189,24 +189,54 @@ impl Default for LogConfig {
 }
 
 /// `[store]`: where the gateway keeps its state.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `"sled"`: the embedded store in `server.data_dir` (the only backend so far).
+    /// `"sled"`: the embedded store in `server.data_dir` (one node); `"postgres"`: a shared
+    /// PostgreSQL database (several nodes).
     pub backend: String,
+    /// The PostgreSQL URL (`postgres://user:password@host:port/database`); postgres only.
+    pub url: String,
+    /// Most PostgreSQL connections this node opens; postgres only.
+    pub pool_size: usize,
     /// How long a claim on due work (a send, a webhook event) holds at least.
     pub lease_ms: u64,
     /// This node's name in claims; default host name and process id.
     pub node_id: Option<String>,
 }
 
+/// The backends `[store] backend` names.
+pub const STORE_BACKENDS: &[&str] = &["sled", "postgres"];
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             backend: "sled".into(),
+            url: String::new(),
+            pool_size: 16,
             lease_ms: 30_000,
             node_id: None,
         }
+    }
+}
+
+impl std::fmt::Debug for StoreConfig {
+    /// Never prints the URL: it may carry the database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("backend", &self.backend)
+            .field(
+                "url",
+                &if self.url.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("pool_size", &self.pool_size)
+            .field("lease_ms", &self.lease_ms)
+            .field("node_id", &self.node_id)
+            .finish()
     }
 }
 
@@ -471,14 +501,40 @@ impl Config {
             return Err(err("log", "level", format!("not a log filter: {e}")));
         }
         let st = &self.store;
-        if st.backend != "sled" {
+        if !STORE_BACKENDS.contains(&st.backend.as_str()) {
             return Err(err(
                 "store",
                 "backend",
                 format!(
-                    "unknown backend {:?}; expected \"sled\" (the PostgreSQL backend is not available yet)",
+                    "unknown backend {:?}; expected \"sled\" or \"postgres\"",
                     st.backend
                 ),
+            ));
+        }
+        if st.backend == "postgres" {
+            if st.url.trim().is_empty() {
+                return Err(err(
+                    "store",
+                    "url",
+                    "backend \"postgres\" needs a url (postgres://user:password@host:port/database)"
+                        .into(),
+                ));
+            }
+            if let Err(e) = pushgate_store_postgres::check_url(&st.url) {
+                return Err(err("store", "url", e));
+            }
+            if !(2..=1000).contains(&st.pool_size) {
+                return Err(err(
+                    "store",
+                    "pool_size",
+                    "must be between 2 and 1000".into(),
+                ));
+            }
+        } else if !st.url.is_empty() {
+            return Err(err(
+                "store",
+                "url",
+                "only backend \"postgres\" takes a url".into(),
             ));
         }
         if !(1000..=3_600_000).contains(&st.lease_ms) {

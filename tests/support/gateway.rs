@@ -12,8 +12,14 @@ pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123";
 pub const MOCK_SECRET: &str = "mock-receipt-secret";
 
 /// A config for app `demo` on provider `mock`; `extra_mock` adds mock keys, `webhook`
-/// sets the app's webhook URL, `extra` is appended (e.g. a `[delivery]` table).
+/// sets the app's webhook URL, `extra` is appended (e.g. a `[delivery]` table). In a `pg_`
+/// test binary the store is a PostgreSQL database of `data_dir`'s own.
 pub fn config(data_dir: &Path, webhook: Option<&str>, extra_mock: &str, extra: &str) -> String {
+    let store = if super::postgres::enabled() {
+        super::postgres::store_table(&super::postgres::database_for(data_dir), "gw-test")
+    } else {
+        String::new()
+    };
     let webhook = webhook
         .map(|url| format!("webhook_url = \"{url}\"\nwebhook_secret = \"{WEBHOOK_SECRET}\"\n"))
         .unwrap_or_default();
@@ -37,6 +43,7 @@ receipt_delay_ms = 5
 {extra_mock}
 
 {extra}
+{store}
 "#,
         data = data_dir.display()
     )

@@ -6,6 +6,7 @@
 pub mod app_server;
 pub mod client;
 pub mod gateway;
+pub mod postgres;
 
 use std::future::Future;
 use std::time::Duration;

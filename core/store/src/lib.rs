@@ -335,6 +335,24 @@ pub trait DeliveryStore: Send + Sync {
         None
     }
 
+    /// Why the store cannot be reached right now, if so (a shared database that is down or
+    /// restarting): requests fail with `503 storage_unavailable` and `/readyz` says why, and
+    /// everything resumes when it is back. Unlike [`DeliveryStore::failure`], nothing stops.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+
+    /// A secret every node on this store shares (the key of device-ack tokens, say): the
+    /// one stored under `name`, or `fresh`, stored now, if there is none. `None` if the
+    /// backend keeps no secrets (a store of one node: the node keeps its own).
+    async fn shared_secret(
+        &self,
+        _name: &str,
+        _fresh: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
     /// Claims up to `limit` message timers (TTL expiry, retention purge) due at or before
     /// `now` that no live lease holds, for `lease`, so each is handled by one node.
     async fn claim_timers(

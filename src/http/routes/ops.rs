@@ -21,6 +21,13 @@ pub fn readyz(state: &Arc<ApiState>) -> HttpResponse {
             &serde_json::json!({"status": "store_failed", "reason": reason}),
         );
     }
+    if let Some(reason) = state.engine.store().unavailable() {
+        // A shared database that is down: requests answer 503 until it is back.
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "store_unavailable", "reason": reason}),
+        );
+    }
     if state.ready.load(Ordering::SeqCst) {
         json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
     } else {

@@ -1,0 +1,371 @@
+//! Write ops and guards as SQL statements, and running them in a transaction (pipelined:
+//! a job's statements go to the server together and run in order).
+
+use futures_util::future::try_join_all;
+use pushgate_api::model::{AliasMirror, EventRecord};
+use pushgate_store::{Guard, Removable, WriteOp};
+use tokio_postgres::types::ToSql;
+
+use crate::codec::{self, ms};
+
+pub type Param = Box<dyn ToSql + Sync + Send>;
+
+/// One statement with its owned parameters.
+pub struct Stmt {
+    pub sql: &'static str,
+    pub params: Vec<Param>,
+}
+
+macro_rules! stmt {
+    ($sql:expr $(, $p:expr)* $(,)?) => {
+        Stmt { sql: $sql, params: vec![$(Box::new($p) as Param),*] }
+    };
+}
+
+impl Stmt {
+    pub fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// Runs `stmts` in order on `client` (one round trip for all of them).
+pub async fn execute<C: deadpool_postgres::GenericClient + Sync>(
+    client: &C,
+    stmts: &[Stmt],
+) -> Result<(), tokio_postgres::Error> {
+    let mut prepared = Vec::with_capacity(stmts.len());
+    for s in stmts {
+        prepared.push(client.prepare_cached(s.sql).await?);
+    }
+    try_join_all(
+        stmts
+            .iter()
+            .zip(&prepared)
+            .map(|(s, statement)| async move {
+                let params = s.refs();
+                client.execute(statement, &params).await
+            }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether every guard holds, checked in `client`'s transaction. A delivery version check
+/// locks the row until the transaction ends, so no other writer changes it in between.
+pub async fn guards_hold<C: deadpool_postgres::GenericClient + Sync>(
+    client: &C,
+    guards: &[Guard],
+) -> Result<bool, tokio_postgres::Error> {
+    for guard in guards {
+        let holds = match guard {
+            Guard::NewRequest { app, request_id } => {
+                let s = client
+                    .prepare_cached("SELECT 1 FROM idempotency WHERE app = $1 AND request_id = $2")
+                    .await?;
+                client.query_opt(&s, &[app, request_id]).await?.is_none()
+            }
+            Guard::NewUpstream { provider, msgid } => {
+                let s = client
+                    .prepare_cached("SELECT 1 FROM upstream WHERE provider = $1 AND msgid = $2")
+                    .await?;
+                client.query_opt(&s, &[provider, msgid]).await?.is_none()
+            }
+            Guard::DeliveryVersion { id, version } => {
+                let (message, idx) = codec::delivery(*id);
+                let s = client
+                    .prepare_cached(
+                        "SELECT version FROM deliveries WHERE message = $1 AND idx = $2 FOR UPDATE",
+                    )
+                    .await?;
+                let stored: i64 = client
+                    .query_opt(&s, &[&message, &idx])
+                    .await?
+                    .map(|row| row.get(0))
+                    .unwrap_or(0);
+                codec::from_ms(stored) == *version
+            }
+        };
+        if !holds {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The statements of `ops`, in order.
+pub fn plan(ops: Vec<WriteOp>) -> Vec<Stmt> {
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        plan_one(op, &mut out);
+    }
+    out
+}
+
+/// Serialises the writers of one ordering key's queue (its head is decided by what the
+/// queue holds, which a concurrent transaction cannot see before it commits).
+const LOCK_ORDERED: &str = "SELECT pg_advisory_xact_lock(hashtextextended('ordered:' || $1, 0))";
+
+fn plan_one(op: WriteOp, out: &mut Vec<Stmt>) {
+    match op {
+        WriteOp::PutMessage(m) => out.push(stmt!(
+            "INSERT INTO messages (id, record) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+            codec::id(m.id),
+            codec::encode(&m),
+        )),
+        WriteOp::PutDelivery(d) => {
+            let (message, idx) = codec::delivery(d.id);
+            out.push(stmt!(
+                "INSERT INTO deliveries (message, idx, version, record) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (message, idx) DO UPDATE
+                 SET version = EXCLUDED.version, record = EXCLUDED.record",
+                message,
+                idx,
+                ms(d.version),
+                codec::encode(&d),
+            ))
+        }
+        WriteOp::Schedule {
+            provider,
+            due,
+            id,
+            app,
+        } => {
+            let (message, idx) = codec::delivery(id);
+            out.push(stmt!(
+                "INSERT INTO outbox (provider, due, message, idx, app) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (provider, due, message, idx) DO UPDATE SET app = EXCLUDED.app",
+                provider,
+                ms(due),
+                message,
+                idx,
+                app,
+            ))
+        }
+        WriteOp::Unschedule { provider, due, id } => {
+            let (message, idx) = codec::delivery(id);
+            out.push(stmt!(
+                "DELETE FROM outbox WHERE provider = $1 AND due = $2 AND message = $3 AND idx = $4",
+                provider,
+                ms(due),
+                message,
+                idx,
+            ))
+        }
+        WriteOp::PutReference {
+            provider,
+            reference,
+            id,
+        } => {
+            let (message, idx) = codec::delivery(id);
+            out.push(stmt!(
+                "INSERT INTO refs (provider, reference, message, idx) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (provider, reference) DO UPDATE
+                 SET message = EXCLUDED.message, idx = EXCLUDED.idx",
+                provider,
+                reference,
+                message,
+                idx,
+            ))
+        }
+        // No ON CONFLICT: a request id another node took first fails the write, which runs
+        // again on its own and finds its `NewRequest` guard failing.
+        WriteOp::PutIdempotency {
+            app,
+            request_id,
+            entry,
+        } => out.push(stmt!(
+            "INSERT INTO idempotency (app, request_id, record) VALUES ($1, $2, $3)",
+            app,
+            request_id,
+            codec::encode(&entry),
+        )),
+        WriteOp::ScheduleExpiry { at, message } => out.push(timer(at, message, false)),
+        WriteOp::SchedulePurge { at, message } => out.push(timer(at, message, true)),
+        WriteOp::DeleteMessage(id) => {
+            out.push(stmt!("DELETE FROM messages WHERE id = $1", codec::id(id)))
+        }
+        WriteOp::DeleteDelivery(id) => {
+            let (message, idx) = codec::delivery(id);
+            out.push(stmt!(
+                "DELETE FROM deliveries WHERE message = $1 AND idx = $2",
+                message,
+                idx
+            ))
+        }
+        WriteOp::DeleteReference {
+            provider,
+            reference,
+        } => out.push(stmt!(
+            "DELETE FROM refs WHERE provider = $1 AND reference = $2",
+            provider,
+            reference
+        )),
+        WriteOp::DeleteIdempotency { app, request_id } => out.push(stmt!(
+            "DELETE FROM idempotency WHERE app = $1 AND request_id = $2",
+            app,
+            request_id
+        )),
+        WriteOp::UnscheduleExpiry { at, message } => out.push(stmt!(
+            "DELETE FROM timers WHERE at = $1 AND message = $2",
+            ms(at),
+            codec::id(message)
+        )),
+        WriteOp::PutEvent(e) => out.push(put_event(e.next_attempt_at, &e)),
+        WriteOp::DeleteEvent { due, id } => out.push(stmt!(
+            "DELETE FROM events WHERE due = $1 AND id = $2",
+            ms(due),
+            codec::id(id)
+        )),
+        WriteOp::PutEarlyReceipt { provider, receipt } => out.push(stmt!(
+            "INSERT INTO early_receipts (provider, reference, record) VALUES ($1, $2, $3)
+             ON CONFLICT (provider, reference) DO UPDATE SET record = EXCLUDED.record",
+            provider,
+            receipt.provider_ref.clone(),
+            codec::encode(&receipt),
+        )),
+        WriteOp::DeleteEarlyReceipt {
+            provider,
+            reference,
+        } => out.push(stmt!(
+            "DELETE FROM early_receipts WHERE provider = $1 AND reference = $2",
+            provider,
+            reference
+        )),
+        // No ON CONFLICT, as for request ids (the `NewUpstream` guard).
+        WriteOp::PutUpstream(u) => out.push(stmt!(
+            "INSERT INTO upstream (provider, msgid, record) VALUES ($1, $2, $3)",
+            u.provider.clone(),
+            u.msgid.clone(),
+            codec::encode(&u),
+        )),
+        WriteOp::ScheduleRemoval { at, id, target } => {
+            let (kind, provider, name) = match target {
+                Removable::Upstream { provider, msgid } => ("upstream", provider, msgid),
+                Removable::EarlyReceipt {
+                    provider,
+                    reference,
+                } => ("early_receipt", provider, reference),
+            };
+            out.push(stmt!(
+                "INSERT INTO removals (at, id, kind, provider, name) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (at, id) DO UPDATE
+                 SET kind = EXCLUDED.kind, provider = EXCLUDED.provider, name = EXCLUDED.name",
+                ms(at),
+                codec::id(id),
+                kind.to_string(),
+                provider,
+                name,
+            ))
+        }
+        WriteOp::EnqueueOrdered(e) => {
+            let Some(key) = e.ordering_key.clone() else {
+                // Not ordered after all: an ordinary event.
+                out.push(put_event(e.next_attempt_at, &e));
+                return;
+            };
+            out.push(stmt!(LOCK_ORDERED, key.clone()));
+            // The head of an empty queue is due at once.
+            out.push(stmt!(
+                "INSERT INTO events (due, id, record)
+                 SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM ordered_events WHERE key = $4)
+                 ON CONFLICT (due, id) DO NOTHING",
+                ms(e.next_attempt_at),
+                codec::id(e.id),
+                codec::encode(&e),
+                key.clone(),
+            ));
+            out.push(put_ordered(key, &e));
+        }
+        WriteOp::UpdateOrdered(e) => {
+            if let Some(key) = e.ordering_key.clone() {
+                out.push(put_ordered(key, &e));
+            }
+        }
+        WriteOp::AdvanceOrdered { key, done, now } => {
+            out.push(stmt!(LOCK_ORDERED, key.clone()));
+            out.push(stmt!(
+                "DELETE FROM ordered_events WHERE key = $1 AND id = $2",
+                key.clone(),
+                codec::id(done)
+            ));
+            // The next one becomes due now (its record's time is the row's `due`).
+            out.push(stmt!(
+                "INSERT INTO events (due, id, record)
+                 SELECT $1, id, record FROM ordered_events WHERE key = $2 AND id > $3
+                 ORDER BY id LIMIT 1
+                 ON CONFLICT (due, id) DO NOTHING",
+                ms(now),
+                key,
+                codec::id(done),
+            ));
+        }
+        WriteOp::QueueAliasMirror(m) => out.push(stmt!(
+            "INSERT INTO alias_mirrors (provider, app, cid, id, due, record)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (provider, app, cid) DO UPDATE
+             SET id = EXCLUDED.id, due = EXCLUDED.due, record = EXCLUDED.record,
+                 claimed_by = NULL, claim_until = 0",
+            m.provider.clone(),
+            m.app.clone(),
+            m.cid.clone(),
+            codec::id(m.id),
+            ms(m.next_attempt_at),
+            encode_mirror(&m),
+        )),
+        WriteOp::RetryAliasMirror(m) => out.push(stmt!(
+            "UPDATE alias_mirrors SET due = $5, record = $6
+             WHERE provider = $1 AND app = $2 AND cid = $3 AND id = $4",
+            m.provider.clone(),
+            m.app.clone(),
+            m.cid.clone(),
+            codec::id(m.id),
+            ms(m.next_attempt_at),
+            encode_mirror(&m),
+        )),
+        WriteOp::FinishAliasMirror(m) => out.push(stmt!(
+            "DELETE FROM alias_mirrors WHERE provider = $1 AND app = $2 AND cid = $3 AND id = $4",
+            m.provider.clone(),
+            m.app.clone(),
+            m.cid.clone(),
+            codec::id(m.id),
+        )),
+    }
+}
+
+fn timer(at: u64, message: pushgate_api::model::MessageId, purge: bool) -> Stmt {
+    stmt!(
+        "INSERT INTO timers (at, message, purge) VALUES ($1, $2, $3)
+         ON CONFLICT (at, message) DO UPDATE SET purge = EXCLUDED.purge",
+        ms(at),
+        codec::id(message),
+        purge,
+    )
+}
+
+fn put_event(due: u64, e: &EventRecord) -> Stmt {
+    stmt!(
+        "INSERT INTO events (due, id, record) VALUES ($1, $2, $3)
+         ON CONFLICT (due, id) DO UPDATE SET record = EXCLUDED.record",
+        ms(due),
+        codec::id(e.id),
+        codec::encode(e),
+    )
+}
+
+fn put_ordered(key: String, e: &EventRecord) -> Stmt {
+    stmt!(
+        "INSERT INTO ordered_events (key, id, record) VALUES ($1, $2, $3)
+         ON CONFLICT (key, id) DO UPDATE SET record = EXCLUDED.record",
+        key,
+        codec::id(e.id),
+        codec::encode(e),
+    )
+}
+
+fn encode_mirror(m: &AliasMirror) -> Vec<u8> {
+    codec::encode(m)
+}
