@@ -184,6 +184,7 @@ impl Gateway {
             engine,
             keys: ApiKeys::new(&config.apps),
             max_body: config.server.max_body_bytes,
+            max_callback: config.server.max_callback_bytes,
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
             device_acks: crate::http::RateLimit::new(config.server.device_ack_rps),
             metrics,

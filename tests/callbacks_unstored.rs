@@ -76,6 +76,7 @@ async fn callbacks_that_cannot_be_stored_are_refused_so_the_provider_retries() {
         engine,
         keys: ApiKeys::new(&config.apps),
         max_body: 65536,
+        max_callback: 65536,
         header_read_timeout: Duration::from_secs(5),
         metrics: None,
         ready: true.into(),

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Largest provider callback body accepted (providers batch receipts: Getui sends up to
+    /// 200 lines in one request, and treats any answer, a 413 too, as delivered).
+    pub max_callback_bytes: usize,
     /// How long a graceful shutdown may take before in-flight work is abandoned to the outbox.
     pub shutdown_grace_ms: u64,
     /// Pause before each group-commit flush to gather more writers (0: none).
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./pushgate-data"),
             max_body_bytes: 64 * 1024,
+            max_callback_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
             commit_window_ms: 0,
             cache_capacity_mb: 256,
@@ -424,6 +428,13 @@ impl Config {
             return Err(err(
                 "server",
                 "max_body_bytes",
+                "must be between 1024 and 67108864".into(),
+            ));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&s.max_callback_bytes) {
+            return Err(err(
+                "server",
+                "max_callback_bytes",
                 "must be between 1024 and 67108864".into(),
             ));
         }

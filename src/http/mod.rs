@@ -30,6 +30,8 @@ pub struct ApiState {
     pub engine: Arc<Engine>,
     pub keys: ApiKeys,
     pub max_body: usize,
+    /// Largest provider callback body.
+    pub max_callback: usize,
     /// Longest a client may take to send its request headers.
     pub header_read_timeout: Duration,
     pub metrics: Option<PrometheusHandle>,

@@ -20,6 +20,17 @@ pub fn config(data_dir: &Path, webhook: Option<&str>, extra_mock: &str, extra: &
     } else {
         String::new()
     };
+    config_with_store(data_dir, webhook, extra_mock, extra, &store)
+}
+
+/// [`config`] with the `[store]` table given (empty: sled in `data_dir`).
+pub fn config_with_store(
+    data_dir: &Path,
+    webhook: Option<&str>,
+    extra_mock: &str,
+    extra: &str,
+    store: &str,
+) -> String {
     let webhook = webhook
         .map(|url| format!("webhook_url = \"{url}\"\nwebhook_secret = \"{WEBHOOK_SECRET}\"\n"))
         .unwrap_or_default();

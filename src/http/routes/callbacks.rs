@@ -29,7 +29,7 @@ async fn callback_request(
         ));
     }
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, state.max_body).await?;
+    let body = read_body(&parts.headers, body, state.max_callback).await?;
     let headers: BTreeMap<String, String> = parts
         .headers
         .iter()

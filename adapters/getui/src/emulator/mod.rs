@@ -199,6 +199,11 @@ impl Emulator {
         lock(&self.shared.aliases).cids(alias)
     }
 
+    /// Pushes that repeated an earlier request id (dropped, as Getui drops them).
+    pub fn repeated_pushes(&self) -> u64 {
+        lock(&self.shared.pushes).repeats
+    }
+
     /// Every request received so far (the last 2000).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
