@@ -40,9 +40,10 @@ pg_start() {
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     "${run_as[@]}" "$bin/initdb" -D "$PG_TEST_DIR/data" -U pushgate --auth=trust -E UTF8 --no-locale >"$PG_TEST_DIR/initdb.log" 2>&1 \
         || { cat "$PG_TEST_DIR/initdb.log" >&2; return 1; }
-    "${run_as[@]}" "$bin/pg_ctl" -D "$PG_TEST_DIR/data" -l "$PG_TEST_DIR/server.log" -w -t 60 start \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_TEST_DIR -c max_connections=400 -c synchronous_commit=on" >/dev/null \
-        || { cat "$PG_TEST_DIR/server.log" >&2; return 1; }
+    # How a test stops and starts the server again (tests/pg_restart.rs).
+    export PUSHGATE_TEST_PG_STOP="${run_as[*]} $bin/pg_ctl -D $PG_TEST_DIR/data -m fast -w stop"
+    export PUSHGATE_TEST_PG_START="${run_as[*]} $bin/pg_ctl -D $PG_TEST_DIR/data -l $PG_TEST_DIR/server.log -w -t 60 start -o '-c listen_addresses=127.0.0.1 -p $port -k $PG_TEST_DIR -c max_connections=400 -c synchronous_commit=on'"
+    sh -c "$PUSHGATE_TEST_PG_START" >/dev/null || { cat "$PG_TEST_DIR/server.log" >&2; return 1; }
     PG_TEST_RUN_AS=("${run_as[@]}")
     PG_TEST_BIN=$bin
     export PUSHGATE_TEST_DATABASE_URL="postgres://pushgate@127.0.0.1:$port/postgres"

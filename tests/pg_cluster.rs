@@ -403,3 +403,35 @@ async fn upstream_order_and_ttl_expiry_hold_across_nodes() {
         assert_eq!(seen.get(id), Some(&1), "{id} expired once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_qps_is_split_among_the_live_nodes() {
+    let app = AppServer::start().await;
+    let cluster = Cluster::start(&app, None, "qps = 10");
+    cluster.api(0).bind("bob", "mock", "bob-phone").await;
+    // Every dispatcher has told the store it runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for n in 0..45 {
+        let r = cluster
+            .api(n % 3)
+            .send(&json!({"to": {"alias": "bob"}, "payload": n}))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        ids.push(r.json["message_id"].as_str().expect("id").to_string());
+    }
+    wait_delivered(&cluster.api(1), &ids).await;
+    let elapsed = started.elapsed();
+    println!(
+        "qps = 10 on three nodes: 45 sends in {:.1} s ({:.1}/s for the cluster)",
+        elapsed.as_secs_f64(),
+        45.0 / elapsed.as_secs_f64()
+    );
+    // Each node alone would send 10/s (45 in 1.5 s); split, the cluster sends 10/s. Only a
+    // lower bound: a slow machine makes it slower, never faster.
+    assert!(
+        elapsed >= Duration::from_millis(3500),
+        "45 sends at 10/s for the cluster took only {elapsed:?}"
+    );
+}

@@ -25,17 +25,57 @@ const TIMER_WORK: Duration = Duration::from_secs(30);
 /// Pause after a storage error, so a broken disk does not spin a core.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
-/// Paces sends to at most `qps` per second.
+/// How often a rate-capped dispatcher tells the store it runs, and looks how many nodes
+/// share the provider's `qps`.
+const SHARE_EVERY: Duration = Duration::from_secs(2);
+/// A node not heard from for this long no longer takes a share.
+const SHARE_WINDOW: Duration = Duration::from_secs(6);
+
+/// Paces sends to at most `qps` per second, split among the nodes sending for the provider.
 struct Pacer {
+    qps: u32,
     interval: Duration,
     next: Instant,
+    /// When to look at the number of nodes again.
+    recount_at: Instant,
 }
 
 impl Pacer {
     fn new(qps: u32) -> Self {
         Pacer {
+            qps: qps.max(1),
             interval: Duration::from_secs(1) / qps.max(1),
             next: Instant::now(),
+            recount_at: Instant::now(),
+        }
+    }
+
+    /// Sends at `qps / nodes` per second from now on.
+    fn share(&mut self, nodes: u64) {
+        let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
+        self.interval = Duration::from_secs(1).saturating_mul(nodes) / self.qps;
+    }
+
+    /// Refreshes this node's share once every [`SHARE_EVERY`].
+    async fn recount(&mut self, engine: &Engine, provider: &str) {
+        if Instant::now() < self.recount_at {
+            return;
+        }
+        self.recount_at = Instant::now() + SHARE_EVERY;
+        match engine
+            .store()
+            .live_dispatchers(
+                provider,
+                &engine.node,
+                now_ms(),
+                SHARE_WINDOW.as_millis() as u64,
+            )
+            .await
+        {
+            Ok(nodes) => self.share(nodes),
+            Err(e) => {
+                tracing::warn!(provider, error = %e, "counting the nodes that share the qps failed; keeping the last share")
+            }
         }
     }
 
@@ -95,6 +135,9 @@ pub async fn run_provider(
         while tasks.try_join_next().is_some() {}
         if store_failed(&engine, &mut shutdown).await {
             continue;
+        }
+        if let Some(p) = pacer.as_mut() {
+            p.recount(&engine, &name).await;
         }
         let (free, circuit_wait) =
             breaker.admit(permits.available_permits(), std::time::Instant::now());
@@ -268,6 +311,24 @@ pub async fn run_gauges(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pacer_splits_its_qps_among_the_nodes() {
+        let mut pacer = Pacer::new(10);
+        assert_eq!(pacer.interval, Duration::from_millis(100));
+        pacer.share(3);
+        assert_eq!(
+            pacer.interval,
+            Duration::from_millis(300),
+            "10/s over three nodes"
+        );
+        pacer.share(0);
+        assert_eq!(
+            pacer.interval,
+            Duration::from_millis(100),
+            "never below one node"
+        );
+    }
 
     #[test]
     fn idle_wait_is_capped_and_never_negative() {

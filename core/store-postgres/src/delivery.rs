@@ -261,6 +261,41 @@ impl DeliveryStore for PgStore {
         self.availability.reason()
     }
 
+    /// Heartbeats in the `dispatchers` table; rows of nodes gone for long are dropped.
+    async fn live_dispatchers(
+        &self,
+        provider: &str,
+        node: &str,
+        now: u64,
+        within_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let since = ms(now.saturating_sub(within_ms));
+        self.rows(
+            "INSERT INTO dispatchers (provider, node, seen_at) VALUES ($1, $2, $3)
+             ON CONFLICT (provider, node) DO UPDATE SET seen_at = EXCLUDED.seen_at",
+            &[&provider, &node, &ms(now)],
+        )
+        .await?;
+        self.rows(
+            "DELETE FROM dispatchers WHERE provider = $1 AND seen_at < $2",
+            &[
+                &provider,
+                &ms(now.saturating_sub(within_ms.saturating_mul(100))),
+            ],
+        )
+        .await?;
+        Ok(self
+            .rows(
+                "SELECT count(*) FROM dispatchers WHERE provider = $1 AND seen_at >= $2",
+                &[&provider, &since],
+            )
+            .await?
+            .first()
+            .map(|row| from_ms(row.get::<_, i64>(0)))
+            .unwrap_or(1)
+            .max(1))
+    }
+
     /// Kept in the `secrets` table; the first node to ask stores its `fresh` one.
     async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.rows(

@@ -20,9 +20,17 @@ pub fn pool(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Backend(format!("PostgreSQL unreachable: {e}"))
 }
 
-/// Whether the connection failed (not the statement).
+/// Whether the connection failed (not the statement): closed, never made, or ended by a
+/// server shutting down or starting up.
 pub fn is_connection(e: &tokio_postgres::Error) -> bool {
-    e.is_closed() || e.as_db_error().is_none()
+    e.is_closed()
+        || e.as_db_error().is_none()
+        || matches!(
+            e.code(),
+            Some(c) if *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        )
 }
 
 /// Whether running the transaction again may succeed: a deadlock, a serialization failure,

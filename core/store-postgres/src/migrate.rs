@@ -8,8 +8,14 @@ use pushgate_api::error::StoreError;
 use crate::error;
 
 /// The migrations, in order: `(version, name, sql)`.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "dispatchers",
+        include_str!("../migrations/0002_dispatchers.sql"),
+    ),
+];
 
 /// The advisory lock key migrations hold ("pushgate" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7075_7368_6761_7465;

@@ -342,6 +342,19 @@ pub trait DeliveryStore: Send + Sync {
         None
     }
 
+    /// Records that `node` runs a dispatcher for `provider` at `now` (epoch ms) and returns
+    /// how many nodes (this one included) did so within the last `within_ms`: a provider's
+    /// `qps` is split among them. A store of one node answers 1.
+    async fn live_dispatchers(
+        &self,
+        _provider: &str,
+        _node: &str,
+        _now: u64,
+        _within_ms: u64,
+    ) -> Result<u64, StoreError> {
+        Ok(1)
+    }
+
     /// A secret every node on this store shares (the key of device-ack tokens, say): the
     /// one stored under `name`, or `fresh`, stored now, if there is none. `None` if the
     /// backend keeps no secrets (a store of one node: the node keeps its own).
