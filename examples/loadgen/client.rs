@@ -75,7 +75,14 @@ async fn post(
     Ok((status, body))
 }
 
-/// Binds `user<i>` → `cid-<i>` for i in 0..n over `connections` connections.
+/// The gateway connection `c` talks to, of the comma-separated `bases`.
+fn pick(bases: &str, c: usize) -> String {
+    let urls: Vec<&str> = bases.split(',').collect();
+    urls[c % urls.len()].to_string()
+}
+
+/// Binds `user<i>` → `cid-<i>` for i in 0..n over `connections` connections (spread over
+/// the comma-separated gateways of `base`).
 pub async fn bind_aliases(
     base: &str,
     key: &str,
@@ -84,8 +91,8 @@ pub async fn bind_aliases(
 ) -> Result<(), String> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..connections.min(n.max(1)) {
-        let (base, key, next) = (base.to_string(), key.to_string(), next.clone());
+    for c in 0..connections.min(n.max(1)) {
+        let (base, key, next) = (pick(base, c), key.to_string(), next.clone());
         tasks.push(tokio::spawn(async move {
             let (mut sender, authority) = connect(&base).await?;
             loop {
@@ -117,7 +124,8 @@ pub async fn bind_aliases(
     Ok(())
 }
 
-/// Sends messages per `o` (fixed rate or as fast as possible, bounded by time and count).
+/// Sends messages per `o` (fixed rate or as fast as possible, bounded by time and count),
+/// the connections spread over the comma-separated gateways of `base`.
 pub async fn drive(
     base: &str,
     key: Option<&str>,
@@ -134,7 +142,7 @@ pub async fn drive(
     let mut tasks = Vec::new();
     for c in 0..o.connections {
         let (base, key, sent, accepted) = (
-            base.to_string(),
+            pick(base, c),
             key.map(str::to_string),
             sent.clone(),
             accepted.clone(),

@@ -37,6 +37,10 @@ pub struct Options {
     pub json: Option<PathBuf>,
     pub gateway_bin: Option<PathBuf>,
     pub drain_seconds: u64,
+    /// PostgreSQL URL: the gateways run on it instead of sled.
+    pub store_url: Option<String>,
+    /// Gateway processes on the one database (connections spread over them).
+    pub nodes: usize,
 }
 
 fn parse() -> Result<Options, String> {
@@ -50,6 +54,8 @@ fn parse() -> Result<Options, String> {
         json: None,
         gateway_bin: None,
         drain_seconds: 60,
+        store_url: None,
+        nodes: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -69,12 +75,17 @@ fn parse() -> Result<Options, String> {
             "--json" => o.json = Some(PathBuf::from(value()?)),
             "--gateway-bin" => o.gateway_bin = Some(PathBuf::from(value()?)),
             "--drain-seconds" => o.drain_seconds = num(value()?)? as u64,
+            "--store-url" => o.store_url = Some(value()?),
+            "--nodes" => o.nodes = (num(value()?)? as usize).max(1),
             "-h" | "--help" => {
-                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH]");
+                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH] [--store-url postgres://… [--nodes N]]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other:?}")),
         }
+    }
+    if o.nodes > 1 && o.store_url.is_none() {
+        return Err("--nodes needs --store-url (several nodes share a PostgreSQL database)".into());
     }
     Ok(o)
 }
@@ -115,12 +126,23 @@ impl Drop for Gateway {
 
 const KEY: &str = "loadgen-api-key-0123456789";
 
-fn start_gateway(bin: &PathBuf, webhook: &str) -> Result<Gateway, String> {
-    let dir = std::env::temp_dir().join(format!("pushgate-loadgen-{}", std::process::id()));
+/// Starts gateway `node`: on sled in its own directory, or on the database `store_url`.
+fn start_gateway(
+    bin: &PathBuf,
+    webhook: &str,
+    store_url: Option<&str>,
+    node: usize,
+) -> Result<Gateway, String> {
+    let dir = std::env::temp_dir().join(format!("pushgate-loadgen-{}-{node}", std::process::id()));
+    let store = store_url
+        .map(|url| {
+            format!("\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nnode_id = \"loadgen-{node}\"\n")
+        })
+        .unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n{store}",
         dir.join("data").display()
     );
     let path = dir.join("pushgate.toml");
@@ -163,6 +185,21 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time of every `postgres` process on this machine (the database of `--store-url`).
+fn database_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_seconds)
+        .sum()
+}
+
 /// CPU time (user + system) a process has used so far, in seconds; `pid` 0 is this process.
 fn cpu_seconds(pid: u32) -> f64 {
     let path = if pid == 0 {
@@ -187,20 +224,30 @@ async fn run(o: Options) -> Result<(), String> {
     let bin = gateway_bin(&o)?;
     let accepted_at: client::Accepted = Arc::new(Mutex::new(HashMap::new()));
     let receiver = servers::DeliveryReceiver::start().await?;
-    let gateway = start_gateway(&bin, &receiver.url)?;
-    let pid = gateway.child.id();
-    println!("gateway {} (pid {pid}) from {}", gateway.url, bin.display());
+    let gateways = (0..o.nodes)
+        .map(|node| start_gateway(&bin, &receiver.url, o.store_url.as_deref(), node))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pids: Vec<u32> = gateways.iter().map(|g| g.child.id()).collect();
+    let pid = pids[0];
+    let urls = gateways
+        .iter()
+        .map(|g| g.url.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    println!("gateways {urls} (pids {pids:?}) from {}", bin.display());
     let started = Instant::now();
-    client::bind_aliases(&gateway.url, KEY, o.aliases, o.connections).await?;
+    client::bind_aliases(&urls, KEY, o.aliases, o.connections).await?;
     println!(
         "bound {} aliases in {:.2}s",
         o.aliases,
         started.elapsed().as_secs_f64()
     );
     let (rss_before, _) = rss_kib(pid);
-    let cpu_before = (cpu_seconds(pid), cpu_seconds(0), Instant::now());
+    let gateways_cpu = || pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
+    let cpu_before = (gateways_cpu(), cpu_seconds(0), Instant::now());
+    let database_before = database_cpu_seconds();
 
-    let run = client::drive(&gateway.url, Some(KEY), &o, Some(accepted_at.clone())).await?;
+    let run = client::drive(&urls, Some(KEY), &o, Some(accepted_at.clone())).await?;
     let load_end = Instant::now();
     // Wait for the deliveries (timed by their message.delivered webhooks) to drain.
     let deadline = load_end + Duration::from_secs(o.drain_seconds);
@@ -209,7 +256,7 @@ async fn run(o: Options) -> Result<(), String> {
     }
     let (rss_after, rss_peak) = rss_kib(pid);
     let cpu = report::CpuUse {
-        gateway_s: cpu_seconds(pid) - cpu_before.0,
+        gateway_s: gateways_cpu() - cpu_before.0,
         loadgen_s: cpu_seconds(0) - cpu_before.1,
         wall_s: cpu_before.2.elapsed().as_secs_f64(),
     };
@@ -224,8 +271,16 @@ async fn run(o: Options) -> Result<(), String> {
         Some((&delivered, last_delivery)),
         Some((rss_before, rss_after, rss_peak)),
     );
+    if o.store_url.is_some() {
+        let database_s = database_cpu_seconds() - database_before;
+        println!(
+            "database CPU: {database_s:.2} s, {:.0} µs per accepted message ({} node(s))",
+            database_s * 1e6 / run.accepted.max(1) as f64,
+            o.nodes
+        );
+    }
     figures.cpu = Some(cpu);
-    drop(gateway);
+    drop(gateways);
 
     let baseline = if o.baseline {
         let server = servers::Baseline::start().await?;

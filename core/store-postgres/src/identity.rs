@@ -1,6 +1,8 @@
-//! Bindings: one row per bound device (the primary key keeps a device on one alias per app),
-//! changed in `SERIALIZABLE` transactions so concurrent binds on several nodes keep the
-//! per-alias device limit; a transaction that loses a race runs again.
+//! Bindings: one row per bound device (the primary key keeps a device on one alias per app).
+//! A bind takes a transaction-level advisory lock on its alias before it counts the alias's
+//! devices, so concurrent binds on several nodes keep the per-alias device limit; the
+//! device's own row is locked (`FOR UPDATE`) while it moves. A transaction that loses a race
+//! (two first binds of one device) runs again.
 
 use std::time::Duration;
 
@@ -8,7 +10,6 @@ use async_trait::async_trait;
 use pushgate_api::error::StoreError;
 use pushgate_api::model::{AliasRecord, BoundDevice, DeviceRef};
 use pushgate_store::{BindError, BindOutcome, Binding, IdentityStore, MirrorPlan};
-use tokio_postgres::IsolationLevel;
 
 use crate::codec::{self, ms};
 use crate::error;
@@ -51,20 +52,16 @@ fn record(alias: &str, devices: Vec<BoundDevice>) -> Option<AliasRecord> {
 }
 
 /// Runs `$body` (a `Result<Result<Run<T>, StoreError>, tokio_postgres::Error>` using the
-/// transaction `$tx`) in a serializable transaction, committed when it is `Run::Done`, again
-/// while it loses races.
-macro_rules! serializable {
+/// transaction `$tx`) in a transaction, committed when it is `Run::Done`, again while it
+/// loses races.
+macro_rules! binding_tx {
     ($store:expr, $tx:ident => $body:expr) => {{
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let mut client = $store.client().await?;
             let result = async {
-                let $tx = client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::Serializable)
-                    .start()
-                    .await?;
+                let $tx = client.transaction().await?;
                 let outcome: Result<Run<_>, StoreError> = $body?;
                 if matches!(outcome, Ok(Run::Done(_))) {
                     $tx.commit().await?;
@@ -94,12 +91,19 @@ impl IdentityStore for PgStore {
         mirror: MirrorPlan<'_>,
     ) -> Result<BindOutcome, BindError> {
         let binding = &binding;
-        let run = serializable!(self, tx => async {
+        let run = binding_tx!(self, tx => async {
                     let device = &binding.device;
                     let data = binding.data.as_ref().map(codec::encode);
+                    // Every bind to this alias counts its devices under this lock.
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended('alias:' || $1 || chr(1) || $2, 0))",
+                        &[&app, &alias],
+                    )
+                    .await?;
                     let current: Option<String> = tx
                         .query_opt(
-                            "SELECT alias FROM bindings WHERE app = $1 AND provider = $2 AND cid = $3",
+                            "SELECT alias FROM bindings
+                             WHERE app = $1 AND provider = $2 AND cid = $3 FOR UPDATE",
                             &[&app, &device.provider, &device.cid],
                         )
                         .await?
@@ -182,7 +186,7 @@ impl IdentityStore for PgStore {
         device: &DeviceRef,
         mirror: MirrorPlan<'_>,
     ) -> Result<bool, StoreError> {
-        let run = serializable!(self, tx => async {
+        let run = binding_tx!(self, tx => async {
                     let removed = tx
                         .execute(
                             "DELETE FROM bindings
@@ -210,7 +214,7 @@ impl IdentityStore for PgStore {
         alias: &str,
         mirror: MirrorPlan<'_>,
     ) -> Result<Option<AliasRecord>, StoreError> {
-        let run = serializable!(self, tx => async {
+        let run = binding_tx!(self, tx => async {
                     let rows = tx.query(DEVICES_OF_ALIAS, &[&app, &alias]).await?;
                     let bound = match devices(&rows) {
                         Ok(d) => d,

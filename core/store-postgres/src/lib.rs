@@ -11,8 +11,9 @@
 //! - Guards (new request id, new upstream msgid, delivery version) are checked in the
 //!   writing transaction; a race the check cannot see is caught by the primary key and the
 //!   write is run again on its own, where the guard then fails.
-//! - Bindings run in `SERIALIZABLE` transactions, retried on serialization failures, so
-//!   concurrent binds on different nodes keep "a device on one alias" and the device limit.
+//! - A device's binding is one row (its primary key keeps it on one alias); a bind counts
+//!   its alias's devices under an advisory lock on the alias, so concurrent binds on
+//!   different nodes keep the device limit.
 //! - The schema is migrated at open under a transaction-level advisory lock ([`migrate`]).
 
 mod availability;
