@@ -241,10 +241,11 @@ async fn three_nodes_share_the_work_and_a_killed_node_loses_nothing() {
     );
     accepted.extend(phase_one);
 
-    // Slow answers, so the node killed has sends in flight (claimed, not yet recorded).
+    // Every push reaches its device at once but is answered a second late, so the node
+    // killed has sends in flight that went out but whose outcome it never records.
     emu.set_faults(Faults {
-        slow_rate: 0.5,
-        slow_ms: 300,
+        late_rate: 1.0,
+        late_ms: 1000,
         ..Faults::default()
     });
     let sent = Arc::new(Mutex::new(Vec::new()));

@@ -11,7 +11,7 @@ USAGE:
     getui-emulator [--listen ADDR] [--app-id ID] [--app-key KEY] [--master-secret SECRET]
                    [--receipt-url URL] [--upstream-url URL] [--token-ttl-ms N]
                    [--receipt-delay-ms N] [--error-rate R] [--slow-rate R] [--slow-ms N]
-                   [--drop-receipt-rate R]
+                   [--late-rate R] [--late-ms N] [--drop-receipt-rate R]
 
 Defaults: --listen 127.0.0.1:18081, app emu-app-id / emu-app-key / emu-master-secret.
 Admin routes: GET /_emulator/devices/{cid}/inbox, POST /_emulator/devices/{cid}/upstream
@@ -49,6 +49,8 @@ fn parse(args: &[String]) -> Result<(SocketAddr, EmulatorConfig), String> {
             "--error-rate" => c.faults.error_rate = rate(value)?,
             "--slow-rate" => c.faults.slow_rate = rate(value)?,
             "--slow-ms" => c.faults.slow_ms = num(value)?,
+            "--late-rate" => c.faults.late_rate = rate(value)?,
+            "--late-ms" => c.faults.late_ms = num(value)?,
             "--drop-receipt-rate" => c.faults.drop_receipt_rate = rate(value)?,
             other => return Err(format!("unknown option {other:?}")),
         }

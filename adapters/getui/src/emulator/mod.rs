@@ -29,6 +29,10 @@ pub struct Faults {
     /// Share (0–1) of API calls answered only after `slow_ms` (then processed normally).
     pub slow_rate: f64,
     pub slow_ms: u64,
+    /// Share (0–1) of push calls processed at once (the message reaches its device) but
+    /// answered only after `late_ms`: a sender that dies meanwhile never learns the outcome.
+    pub late_rate: f64,
+    pub late_ms: u64,
     /// Share (0–1) of device receipts never sent.
     pub drop_receipt_rate: f64,
 }

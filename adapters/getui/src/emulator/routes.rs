@@ -193,6 +193,7 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Answer {
             Value::Null,
         );
     }
+    let is_push = method == Method::POST && tail.starts_with("/push/");
     let result = match (method.clone(), tail.as_str()) {
         (Method::POST, "/push/single/cid") => push_single(shared, &body, false),
         (Method::POST, "/push/single/alias") => push_single(shared, &body, true),
@@ -219,6 +220,9 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Answer {
             Value::Null,
         )),
     };
+    if is_push && faults.late_ms > 0 && rand::random::<f64>() < faults.late_rate {
+        tokio::time::sleep(Duration::from_millis(faults.late_ms)).await;
+    }
     result.unwrap_or_else(Reject::into_answer)
 }
 
