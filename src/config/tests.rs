@@ -167,6 +167,45 @@ fn the_store_section_is_validated_with_its_line() {
 }
 
 #[test]
+fn the_postgres_store_needs_a_valid_url_and_pool_size() {
+    let base = "[[apps]]\nid = \"demo\"\napi_keys = [\"0123456789abcdef\"]\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\n";
+    let parse = |extra: &str| Config::parse("t.toml", &format!("{base}\n{extra}"), &|_| None);
+    let ok = parse(
+        "[store]\nbackend = \"postgres\"\nurl = \"postgres://gw:s3cret@127.0.0.1:5432/pushgate\"\npool_size = 32\n",
+    )
+    .expect("valid");
+    assert_eq!(ok.store.backend, "postgres");
+    assert_eq!(ok.store.pool_size, 32);
+    assert!(
+        !format!("{:?}", ok.store).contains("s3cret"),
+        "the password stays out of Debug output"
+    );
+
+    let e = parse("[store]\nbackend = \"postgres\"\n").expect_err("no url");
+    assert!(e.message.contains("store.url"), "{e}");
+    assert!(e.message.contains("needs a url"), "{e}");
+
+    let e = parse("[store]\nbackend = \"postgres\"\nurl = \"mysql://x@y/z\"\n")
+        .expect_err("not postgres");
+    assert_eq!(e.line, Some(12), "{e}");
+    assert!(e.message.contains("store.url"), "{e}");
+
+    let e = parse("[store]\nbackend = \"sled\"\nurl = \"postgres://a@b/c\"\n")
+        .expect_err("url on sled");
+    assert_eq!(e.line, Some(12), "{e}");
+    assert!(e.message.contains("only backend \"postgres\""), "{e}");
+
+    for size in ["1", "1001"] {
+        let e = parse(&format!(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://a@b/c\"\npool_size = {size}\n"
+        ))
+        .expect_err("pool size out of range");
+        assert_eq!(e.line, Some(13), "{e}");
+        assert!(e.message.contains("store.pool_size"), "{e}");
+    }
+}
+
+#[test]
 fn the_log_section_takes_a_format_and_a_filter() {
     let base = "[[apps]]\nid = \"demo\"\napi_keys = [\"0123456789abcdef\"]\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\n";
     let parse = |extra: &str| Config::parse("t.toml", &format!("{base}\n{extra}"), &|_| None);
