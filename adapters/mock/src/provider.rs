@@ -25,6 +25,8 @@ const MAX_DEVICE_DATA: usize = 1024;
 const RECEIPT_QUEUE: usize = 65_536;
 /// Most receipt lines in one simulated callback.
 const MAX_LINES_PER_CALLBACK: usize = 500;
+/// Tries of one receipt callback the gateway fails (about a minute with the backoff).
+const RECEIPT_CALLBACK_TRIES: u32 = 32;
 
 struct PendingReceipt {
     due: Instant,
@@ -147,8 +149,9 @@ impl MockProvider {
         Ok(rng.gen::<f64>() >= s.receipt_loss_rate)
     }
 
-    /// Sends one batch of receipt lines through the gateway's receipt path (3 tries, as a
-    /// provider retries its callbacks). False once the gateway is gone.
+    /// Sends one batch of receipt lines through the gateway's receipt path, retrying a failed
+    /// call for about a minute (backoff from 100 ms to 2 s), as a provider retries callbacks
+    /// the gateway could not store (its database restarting). False once the gateway is gone.
     async fn deliver_receipts(
         name: &str,
         context: &ProviderContext,
@@ -163,7 +166,8 @@ impl MockProvider {
             headers: Default::default(),
             body: body.into_bytes(),
         };
-        for attempt in 1..=3 {
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 1..=RECEIPT_CALLBACK_TRIES {
             match sink.receipts_callback(name, request.clone()).await {
                 Ok(report) if report.rejected > 0 => {
                     // Kept for the next start: the device has not been heard.
@@ -176,7 +180,8 @@ impl MockProvider {
                 }
                 Err(e) => {
                     tracing::warn!(provider = %name, attempt, error = %e, "simulated receipt callback failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }
