@@ -34,7 +34,7 @@ transient_failure_rate = 0.2
 [webhooks]
 retry_base_ms = 50
 TOML
-./target/debug/pushgate serve --config "$work/c.toml" >"$work/out" 2>"$work/err" &
+"${CARGO_TARGET_DIR:-target}/debug/pushgate" serve --config "$work/c.toml" >"$work/out" 2>"$work/err" &
 pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
 url=$(sed -n 's/^pushgate listening on //p' "$work/out")
