@@ -1,41 +1,38 @@
-//! Builds the configured providers (every built-in adapter kind is wired here).
+//! The provider kinds this gateway knows: one registration per adapter crate. A new kind is
+//! its crate's [`AdapterKind`](pushgate_api::adapter::AdapterKind) and one line here.
 
 use std::sync::Arc;
 
-use crate::plugin_host::PluginProvider;
 use pushgate_engine::provider::Provider;
-use pushgate_getui::GetuiProvider;
-use pushgate_mock::MockProvider;
-use pushgate_webpush::WebPushProvider;
 
-use crate::config::{ProviderConfig, ProviderSpec};
+use crate::config::providers::{BuildFailure, Registration};
+use crate::config::ProviderConfig;
 
-/// A provider that could not be built.
+/// Every kind a config may name, in the order error messages list them.
+pub const REGISTRY: &[Registration] = &[
+    Registration::of::<pushgate_mock::MockKind>(),
+    Registration::of::<pushgate_getui::GetuiKind>(),
+    Registration::of::<pushgate_webpush::WebPushKind>(),
+    Registration::of::<pushgate_fcm::FcmKind>(),
+    Registration::of::<crate::plugin_host::PluginKind>(),
+];
+
+/// A provider that could not be built; the adapter's error is its source.
 #[derive(Debug, thiserror::Error)]
-#[error("provider {name:?}: {reason}")]
+#[error("provider {name:?}: {source}")]
 pub struct BuildError {
     pub name: String,
-    pub reason: String,
+    #[source]
+    pub source: BuildFailure,
 }
 
 /// Builds one provider from its validated config.
 pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, BuildError> {
-    let fail = |reason: String| BuildError {
-        name: config.name.clone(),
-        reason,
-    };
-    match &config.spec {
-        ProviderSpec::Mock(settings) => MockProvider::new(&config.name, settings.clone())
-            .map(|p| Arc::new(p) as Arc<dyn Provider>)
-            .map_err(|e| fail(e.to_string())),
-        ProviderSpec::Getui(settings) => GetuiProvider::new(&config.name, settings.clone())
-            .map(|p| Arc::new(p) as Arc<dyn Provider>)
-            .map_err(|e| fail(e.to_string())),
-        ProviderSpec::WebPush(settings) => WebPushProvider::new(&config.name, settings.clone())
-            .map(|p| Arc::new(p) as Arc<dyn Provider>)
-            .map_err(|e| fail(e.to_string())),
-        ProviderSpec::Plugin(settings) => PluginProvider::new(&config.name, settings.clone())
-            .map(|p| Arc::new(p) as Arc<dyn Provider>)
-            .map_err(|e| fail(e.to_string())),
-    }
+    config
+        .spec
+        .build(&config.name)
+        .map_err(|source| BuildError {
+            name: config.name.clone(),
+            source,
+        })
 }

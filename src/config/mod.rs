@@ -2,17 +2,18 @@
 //! and the embedded default.
 
 mod expand;
-mod providers;
+pub mod providers;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pushgate_api::adapter::SettingsContext;
 use serde::Deserialize;
 
 use providers::Located;
-pub use providers::{ProviderConfig, ProviderSpec, RawProvider, KINDS};
+pub use providers::{ProviderConfig, ProviderSpec, RawProvider};
 use pushgate_engine::backoff::RetryPolicy;
 
 /// A config problem, with the file and line it was found at.
@@ -354,6 +355,13 @@ impl Config {
                 message: e.message().trim_end().to_string(),
             }
         })?;
+        let context = SettingsContext {
+            config_dir: Path::new(file)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        };
         let mut providers = Vec::new();
         for spanned in &raw.providers {
             let at = Located {
@@ -361,7 +369,7 @@ impl Config {
                 text: &text,
                 span: spanned.span(),
             };
-            let provider = ProviderConfig::from_raw(spanned.get_ref(), &at)?;
+            let provider = ProviderConfig::from_raw(spanned.get_ref(), &at, &context)?;
             if providers
                 .iter()
                 .any(|p: &ProviderConfig| p.name == provider.name)
@@ -604,7 +612,9 @@ impl Config {
             }],
             providers: vec![ProviderConfig {
                 name: "mock".into(),
-                spec: ProviderSpec::Mock(pushgate_mock::MockSettings::default()),
+                spec: ProviderSpec::new::<pushgate_mock::MockKind>(
+                    pushgate_mock::MockSettings::default(),
+                ),
             }],
             source: "embedded default".into(),
         }

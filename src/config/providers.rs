@@ -1,14 +1,16 @@
 //! `[[providers]]` entries: the common keys, and each kind's own settings, deserialised
-//! by the adapter's settings type with every error pointed at its line.
+//! by the adapter's settings type (see [`crate::providers::REGISTRY`]) with every error
+//! pointed at its line.
 
-use serde::de::DeserializeOwned;
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use pushgate_api::adapter::{AdapterKind, SettingsContext};
+use pushgate_engine::provider::Provider;
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::plugin_host::PluginSettings;
-use pushgate_getui::GetuiSettings;
-use pushgate_mock::MockSettings;
-use pushgate_webpush::WebPushSettings;
 
 /// One `[[providers]]` table as written: `name`, `kind`, and the kind's own keys.
 #[derive(Debug, Deserialize)]
@@ -19,17 +21,108 @@ pub struct RawProvider {
     pub rest: toml::Table,
 }
 
-/// A provider's validated settings, by kind.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ProviderSpec {
-    Mock(MockSettings),
-    Getui(GetuiSettings),
-    Plugin(PluginSettings),
-    WebPush(WebPushSettings),
+/// A provider's validated settings, of the kind that parsed them.
+#[derive(Clone)]
+pub struct ProviderSpec {
+    kind: &'static str,
+    settings: Arc<dyn KindSettings>,
 }
 
-/// Every kind a config may name.
-pub const KINDS: &[&str] = &["mock", "getui", "webpush", "plugin"];
+/// Settings of some [`AdapterKind`], with what the gateway does with them.
+trait KindSettings: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    fn same(&self, other: &dyn KindSettings) -> bool;
+    fn build(&self, name: &str) -> Result<Arc<dyn Provider>, BuildFailure>;
+}
+
+/// Why a provider could not be built: the adapter's own error.
+pub type BuildFailure = Box<dyn std::error::Error + Send + Sync>;
+
+struct Settings<K: AdapterKind>(K::Settings);
+
+impl<K: AdapterKind> KindSettings for Settings<K> {
+    fn as_any(&self) -> &dyn Any {
+        &self.0
+    }
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+    fn same(&self, other: &dyn KindSettings) -> bool {
+        other
+            .as_any()
+            .downcast_ref::<K::Settings>()
+            .is_some_and(|o| *o == self.0)
+    }
+    fn build(&self, name: &str) -> Result<Arc<dyn Provider>, BuildFailure> {
+        K::build(name, self.0.clone()).map_err(|e| Box::new(e) as BuildFailure)
+    }
+}
+
+impl ProviderSpec {
+    /// Settings of kind `K`, as checked by its `prepare`.
+    pub fn new<K: AdapterKind>(settings: K::Settings) -> Self {
+        ProviderSpec {
+            kind: K::KIND,
+            settings: Arc::new(Settings::<K>(settings)),
+        }
+    }
+
+    /// The `kind` these settings are of.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The settings, if they are of type `S`.
+    pub fn settings<S: 'static>(&self) -> Option<&S> {
+        self.settings.as_any().downcast_ref()
+    }
+
+    /// Builds the provider named `name`.
+    pub fn build(&self, name: &str) -> Result<Arc<dyn Provider>, BuildFailure> {
+        self.settings.build(name)
+    }
+}
+
+impl fmt::Debug for ProviderSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.settings.debug(f)
+    }
+}
+
+impl PartialEq for ProviderSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.settings.same(other.settings.as_ref())
+    }
+}
+
+/// One registered kind: its name and its parser (see [`crate::providers::REGISTRY`]).
+pub struct Registration {
+    pub kind: &'static str,
+    parse: fn(&RawProvider, &Located<'_>, &SettingsContext) -> Result<ProviderSpec, ConfigError>,
+}
+
+impl Registration {
+    /// The registration of kind `K`.
+    pub const fn of<K: AdapterKind>() -> Self {
+        Registration {
+            kind: K::KIND,
+            parse: parse_kind::<K>,
+        }
+    }
+}
+
+/// Parses and prepares settings of kind `K`.
+fn parse_kind<K: AdapterKind>(
+    raw: &RawProvider,
+    at: &Located<'_>,
+    context: &SettingsContext,
+) -> Result<ProviderSpec, ConfigError> {
+    let mut settings: K::Settings = settings(raw, at)?;
+    K::prepare(&mut settings, context)
+        .map_err(|e| at.error(K::key_of(&e), format!("provider {:?}: {e}", raw.name)))?;
+    Ok(ProviderSpec::new::<K>(settings))
+}
 
 /// A provider entry after validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,7 +173,10 @@ impl Located<'_> {
     }
 }
 
-fn settings<T: DeserializeOwned>(raw: &RawProvider, at: &Located<'_>) -> Result<T, ConfigError> {
+fn settings<T: serde::de::DeserializeOwned>(
+    raw: &RawProvider,
+    at: &Located<'_>,
+) -> Result<T, ConfigError> {
     let value = toml::Value::Table(raw.rest.clone());
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -105,52 +201,30 @@ fn settings<T: DeserializeOwned>(raw: &RawProvider, at: &Located<'_>) -> Result<
 }
 
 impl ProviderConfig {
-    /// Validates one entry.
-    pub fn from_raw(raw: &RawProvider, at: &Located<'_>) -> Result<Self, ConfigError> {
+    /// Validates one entry; relative paths in it are resolved with `context`.
+    pub fn from_raw(
+        raw: &RawProvider,
+        at: &Located<'_>,
+        context: &SettingsContext,
+    ) -> Result<Self, ConfigError> {
         pushgate_engine::validate::name("provider name", &raw.name)
             .map_err(|e| at.error(Some("name"), e.0))?;
-        let spec = match raw.kind.as_str() {
-            "mock" => {
-                let s: MockSettings = settings(raw, at)?;
-                s.validate()
-                    .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
-                ProviderSpec::Mock(s)
-            }
-            "getui" => {
-                let s: GetuiSettings = settings(raw, at)?;
-                s.validate()
-                    .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
-                ProviderSpec::Getui(s)
-            }
-            "webpush" => {
-                let s: WebPushSettings = settings(raw, at)?;
-                s.validate()
-                    .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
-                ProviderSpec::WebPush(s)
-            }
-            "plugin" => {
-                let s: PluginSettings = settings(raw, at)?;
-                s.validate()
-                    .map_err(|e| at.error(None, format!("provider {:?}: {e}", raw.name)))?;
-                crate::plugin_host::shared_object::check(&s.path).map_err(|e| {
-                    at.error(Some("path"), format!("provider {:?}: path {e}", raw.name))
-                })?;
-                ProviderSpec::Plugin(s)
-            }
-            other => {
-                return Err(at.error(
-                    Some("kind"),
-                    format!(
-                        "provider {:?}: unknown kind {other:?}; expected one of {}",
-                        raw.name,
-                        KINDS.join(", ")
-                    ),
-                ))
-            }
+        let registry = crate::providers::REGISTRY;
+        let Some(registration) = registry.iter().find(|r| r.kind == raw.kind) else {
+            let kinds: Vec<&str> = registry.iter().map(|r| r.kind).collect();
+            return Err(at.error(
+                Some("kind"),
+                format!(
+                    "provider {:?}: unknown kind {:?}; expected one of {}",
+                    raw.name,
+                    raw.kind,
+                    kinds.join(", ")
+                ),
+            ));
         };
         Ok(ProviderConfig {
             name: raw.name.clone(),
-            spec,
+            spec: (registration.parse)(raw, at, context)?,
         })
     }
 }

@@ -36,9 +36,15 @@ fn the_design_example_parses_with_expansion() {
     let config = parse(GOOD).expect("valid");
     assert_eq!(config.apps[0].api_keys[0], "k".repeat(20));
     assert_eq!(config.providers[0].name, "mock");
-    match &config.providers[0].spec {
-        ProviderSpec::Mock(m) => assert_eq!(m.receipt_delay_ms, 5),
-        other => panic!("expected a mock provider, got {other:?}"),
+    match config.providers[0]
+        .spec
+        .settings::<pushgate_mock::MockSettings>()
+    {
+        Some(m) => assert_eq!(m.receipt_delay_ms, 5),
+        None => panic!(
+            "expected a mock provider, got {:?}",
+            config.providers[0].spec
+        ),
     }
     assert!(
         !format!("{:?}", config.apps[0]).contains(&"k".repeat(20)),
@@ -132,15 +138,18 @@ fn getui_providers_parse_and_validate() {
         "{GOOD}\n[[providers]]\nname = \"getui\"\nkind = \"getui\"\nbase_url = \"http://127.0.0.1:18081\"\napp_id = \"a\"\napp_key = \"k\"\nmaster_secret = \"${{DEMO_WEBHOOK_SECRET}}\"\nqps = 100\n"
     );
     let config = parse(&text).expect("valid");
-    match &config.providers[1].spec {
-        ProviderSpec::Getui(g) => {
+    match config.providers[1]
+        .spec
+        .settings::<pushgate_getui::GetuiSettings>()
+    {
+        Some(g) => {
             assert_eq!(g.qps, Some(100));
             assert!(
                 !format!("{g:?}").contains(&"s".repeat(20)),
                 "Debug redacts the master secret"
             );
         }
-        other => panic!("expected getui, got {other:?}"),
+        None => panic!("expected getui, got {:?}", config.providers[1].spec),
     }
     let e = error_of(&text.replace("qps = 100", "qps = 100\nmax_batch = 500"));
     assert!(e.message.contains("max_batch"), "{e}");

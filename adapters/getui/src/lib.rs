@@ -18,3 +18,26 @@ pub use client::GetuiClient;
 pub use config::{GetuiSettings, MAX_BATCH};
 pub use error::{classify, GetuiError};
 pub use provider::{push_request, transmission, GetuiProvider, MAX_TRANSMISSION_CHARS};
+
+/// `kind = "getui"`: Getui REST v2.
+pub struct GetuiKind;
+
+impl pushgate_api::adapter::AdapterKind for GetuiKind {
+    const KIND: &'static str = "getui";
+    type Settings = GetuiSettings;
+    type Error = GetuiError;
+
+    fn prepare(
+        settings: &mut GetuiSettings,
+        _context: &pushgate_api::adapter::SettingsContext,
+    ) -> Result<(), GetuiError> {
+        settings.validate()
+    }
+
+    fn build(
+        name: &str,
+        settings: GetuiSettings,
+    ) -> Result<std::sync::Arc<dyn pushgate_api::provider::Provider>, GetuiError> {
+        Ok(std::sync::Arc::new(GetuiProvider::new(name, settings)?))
+    }
+}

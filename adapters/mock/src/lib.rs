@@ -18,3 +18,26 @@ pub use config::MockSettings;
 pub use devices::InboxEntry;
 pub use error::MockError;
 pub use provider::MockProvider;
+
+/// `kind = "mock"`: a simulated provider with devices that have inboxes.
+pub struct MockKind;
+
+impl pushgate_api::adapter::AdapterKind for MockKind {
+    const KIND: &'static str = "mock";
+    type Settings = MockSettings;
+    type Error = MockError;
+
+    fn prepare(
+        settings: &mut MockSettings,
+        _context: &pushgate_api::adapter::SettingsContext,
+    ) -> Result<(), MockError> {
+        settings.validate()
+    }
+
+    fn build(
+        name: &str,
+        settings: MockSettings,
+    ) -> Result<std::sync::Arc<dyn pushgate_api::provider::Provider>, MockError> {
+        Ok(std::sync::Arc::new(MockProvider::new(name, settings)?))
+    }
+}

@@ -26,3 +26,27 @@ pub(crate) fn unb64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('='))
 }
+
+/// `kind = "webpush"`: Web Push (RFC 8030, 8291, 8292).
+pub struct WebPushKind;
+
+impl pushgate_api::adapter::AdapterKind for WebPushKind {
+    const KIND: &'static str = "webpush";
+    type Settings = WebPushSettings;
+    type Error = WebPushError;
+
+    fn prepare(
+        settings: &mut WebPushSettings,
+        context: &pushgate_api::adapter::SettingsContext,
+    ) -> Result<(), WebPushError> {
+        settings.vapid_private_key_file = context.resolve(&settings.vapid_private_key_file);
+        settings.validate()
+    }
+
+    fn build(
+        name: &str,
+        settings: WebPushSettings,
+    ) -> Result<std::sync::Arc<dyn pushgate_api::provider::Provider>, WebPushError> {
+        Ok(std::sync::Arc::new(WebPushProvider::new(name, settings)?))
+    }
+}

@@ -1,8 +1,9 @@
 //! pushgate-api: what a provider adapter or plugin needs and nothing else: the domain types,
-//! the [`provider::Provider`] trait with its errors (which carry their retry decision), the
+//! the [`provider::Provider`] trait, the [`adapter::AdapterKind`] an adapter registers, with its errors (which carry their retry decision), the
 //! callback types and the sinks receipts and upstream messages go to, message requests, and
 //! the upstream router trait. No store, no engine.
 
+pub mod adapter;
 pub mod app;
 pub mod clock;
 pub mod error;
