@@ -68,10 +68,12 @@ impl FcmSettings {
                 if matches!(u.scheme_str(), Some("https" | "http"))
                     && u.path().trim_end_matches('/').is_empty()
                     && u.query().is_none() => {}
-            _ => return bad(format!(
+            _ => {
+                return bad(format!(
                 "base_url must be an http(s) origin such as https://fcm.googleapis.com, got {:?}",
                 self.base_url
-            )),
+            ))
+            }
         }
         if self.concurrency == 0 || self.concurrency > 4096 {
             return bad("concurrency must be between 1 and 4096".into());

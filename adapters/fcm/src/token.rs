@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pushgate_api::http_client::HttpClient;
 use pushgate_api::provider::ProviderError;
 use serde::Deserialize;
@@ -16,6 +16,12 @@ use crate::service_account::{ServiceAccount, Signer, GRANT_TYPE};
 
 /// A token is replaced this long before it expires (or at half its life, if shorter).
 const RENEWAL: Duration = Duration::from_secs(300);
+/// Form encoding as `urlencode` does it (Google's clients): unreserved characters stay.
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 /// Largest token answer read.
 const MAX_ANSWER: usize = 64 * 1024;
 
@@ -94,7 +100,7 @@ impl TokenSource {
             .map_err(|e| fail(e.to_string()))?;
         let form = format!(
             "grant_type={}&assertion={}",
-            utf8_percent_encode(GRANT_TYPE, NON_ALPHANUMERIC),
+            utf8_percent_encode(GRANT_TYPE, FORM),
             assertion
         );
         let request = Request::builder()
