@@ -36,6 +36,10 @@ pub struct MockSettings {
     /// "target user is invalid".
     #[serde(default = "default_unknown_prefix")]
     pub unknown_cid_prefix: String,
+    /// Client ids starting with this prefix are gone (an uninstalled app, as FCM's
+    /// UNREGISTERED): the delivery fails and the device is unbound.
+    #[serde(default = "default_gone_prefix")]
+    pub gone_cid_prefix: String,
     /// Secret that signs the simulated devices' receipts. Unset: random, kept in `state_dir`
     /// when there is one (so receipts owed across a restart still verify), per process if not.
     #[serde(default)]
@@ -67,6 +71,9 @@ fn default_receipt_timeout() -> u64 {
 fn default_unknown_prefix() -> String {
     "unknown".into()
 }
+fn default_gone_prefix() -> String {
+    "gone".into()
+}
 fn default_inbox_limit() -> usize {
     1000
 }
@@ -86,6 +93,7 @@ impl std::fmt::Debug for MockSettings {
             .field("receipt_timeout_ms", &self.receipt_timeout_ms)
             .field("fail_first_attempts", &self.fail_first_attempts)
             .field("unknown_cid_prefix", &self.unknown_cid_prefix)
+            .field("gone_cid_prefix", &self.gone_cid_prefix)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("state_dir", &self.state_dir)
             .field("inbox_limit", &self.inbox_limit)
@@ -107,6 +115,7 @@ impl Default for MockSettings {
             receipt_timeout_ms: default_receipt_timeout(),
             fail_first_attempts: 0,
             unknown_cid_prefix: default_unknown_prefix(),
+            gone_cid_prefix: default_gone_prefix(),
             secret: None,
             state_dir: None,
             inbox_limit: default_inbox_limit(),

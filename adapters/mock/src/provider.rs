@@ -126,6 +126,12 @@ impl MockProvider {
                 "target user is invalid",
             ));
         }
+        if !s.gone_cid_prefix.is_empty() && delivery.cid.starts_with(&s.gone_cid_prefix) {
+            return Err(ProviderError::unregistered(
+                "device_gone",
+                "the app is no longer on the device",
+            ));
+        }
         if delivery.attempt <= s.fail_first_attempts {
             return Err(ProviderError::transient(
                 "mock_outage",

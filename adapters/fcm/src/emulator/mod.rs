@@ -47,6 +47,8 @@ pub struct EmulatorConfig {
     pub invalid_token_prefix: String,
     /// Registration tokens with this prefix are gone (404 UNREGISTERED).
     pub unregistered_token_prefix: String,
+    /// Registration tokens with this prefix belong to another sender (403 SENDER_ID_MISMATCH).
+    pub mismatched_token_prefix: String,
     pub faults: Faults,
 }
 
@@ -57,6 +59,7 @@ impl Default for EmulatorConfig {
             device_ack_url: None,
             invalid_token_prefix: "invalid".into(),
             unregistered_token_prefix: "unregistered".into(),
+            mismatched_token_prefix: "mismatched".into(),
             faults: Faults::default(),
         }
     }

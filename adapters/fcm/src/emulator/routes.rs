@@ -223,6 +223,14 @@ fn send(
             "The registration token is not a valid FCM registration token",
         );
     }
+    if token.starts_with(&config.mismatched_token_prefix) {
+        return fcm_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            Some("SENDER_ID_MISMATCH"),
+            "SenderId mismatch",
+        );
+    }
     if token.starts_with(&config.unregistered_token_prefix)
         || lock(&shared.unregistered).contains(&token)
     {
