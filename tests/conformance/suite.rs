@@ -159,7 +159,7 @@ pub async fn run<P: Peer>() {
         d["attempts"], 1,
         "{name}: a permanent error is not retried: {d}"
     );
-    assert_eq!(devices_of(&api, "carol").await, [refused.cid.clone()]);
+    assert_eq!(devices_of(&api, "carol").await, vec![refused.cid.clone()]);
 
     // Transient failures are retried, and the delivery goes through once the provider is back.
     peer.fail_transiently(true);
