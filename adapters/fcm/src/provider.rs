@@ -10,7 +10,7 @@ use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
 use pushgate_api::http_client::HttpClient;
 use pushgate_api::provider::{
-    DeviceError, OutboundDelivery, Provider, ProviderError, ProviderLimits, Sent,
+    DeviceError, OutboundDelivery, PayloadError, Provider, ProviderError, ProviderLimits, Sent,
 };
 use serde_json::Value;
 
@@ -218,7 +218,7 @@ impl Provider for FcmProvider {
 
     /// The data must fit FCM's 4,096 bytes with pushgate's keys, and use no reserved key
     /// (with device acks the payload travels as the JSON text of one entry).
-    fn check_payload(&self, payload: &Value) -> Result<(), String> {
+    fn check_payload(&self, payload: &Value) -> Result<(), PayloadError> {
         // The request id key and a 29-character delivery id.
         let mut room = MAX_DATA_BYTES - REQUEST_ID_KEY.len() - 32;
         let len = if self.settings.device_acks {
@@ -228,12 +228,12 @@ impl Provider for FcmProvider {
                 other => other.to_string().len(),
             }
         } else {
-            wire::data_bytes(&wire::data_of(payload)?)
+            wire::data_bytes(&wire::data_of(payload).map_err(PayloadError::Refused)?)
         };
         if len > room {
-            return Err(format!(
+            return Err(PayloadError::TooLarge(format!(
                 "the payload is {len} bytes as FCM data; FCM carries at most {room} here (4,096 with pushgate's keys)"
-            ));
+            )));
         }
         Ok(())
     }

@@ -212,7 +212,8 @@ async fn payloads_are_checked_at_accept_time() {
     let e = fcm
         .check_payload(&json!({"text": "x".repeat(4096)}))
         .expect_err("too big");
-    assert!(e.contains("4,096"), "{e}");
+    assert_eq!(e.code(), "payload_too_large");
+    assert!(e.to_string().contains("4,096"), "{e}");
     for reserved in [
         "from",
         "google.sent_time",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pushgate_api::provider::{
     CallbackError, CallbackRefusal, CallbackRequest, OutboundDelivery, ParsedReceipts,
-    ParsedUpstream, Provider, ProviderError, ProviderLimits, Sent,
+    ParsedUpstream, PayloadError, Provider, ProviderError, ProviderLimits, Sent,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -255,12 +255,12 @@ impl Provider for GetuiProvider {
         })
     }
 
-    fn check_payload(&self, payload: &serde_json::Value) -> Result<(), String> {
+    fn check_payload(&self, payload: &serde_json::Value) -> Result<(), PayloadError> {
         let chars = transmission(payload).chars().count();
         if chars > MAX_TRANSMISSION_CHARS {
-            return Err(format!(
+            return Err(PayloadError::TooLarge(format!(
                 "the payload is {chars} characters; Getui transmissions take at most {MAX_TRANSMISSION_CHARS}"
-            ));
+            )));
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
 use pushgate_api::http_client::HttpClient;
 use pushgate_api::provider::{
-    DeviceError, OutboundDelivery, Provider, ProviderError, ProviderLimits, Sent,
+    DeviceError, OutboundDelivery, PayloadError, Provider, ProviderError, ProviderLimits, Sent,
 };
 use serde_json::{json, Value};
 
@@ -234,7 +234,7 @@ impl Provider for WebPushProvider {
     }
 
     /// One aes128gcm record of 4096 bytes carries at most 3993 bytes of message.
-    fn check_payload(&self, payload: &Value) -> Result<(), String> {
+    fn check_payload(&self, payload: &Value) -> Result<(), PayloadError> {
         let len = plaintext(payload).len();
         // With device acks the payload travels in `{"payload":…,"ack":"<token>"}`.
         let room = if self.settings.device_acks {
@@ -243,9 +243,9 @@ impl Provider for WebPushProvider {
             ece::max_plaintext()
         };
         if len > room {
-            return Err(format!(
+            return Err(PayloadError::TooLarge(format!(
                 "the payload is {len} bytes; Web Push carries at most {room} here (4 KiB encrypted)"
-            ));
+            )));
         }
         Ok(())
     }

@@ -216,6 +216,27 @@ pub enum DeviceError {
     Data(String),
 }
 
+/// Why a provider cannot carry a message payload; the message says why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Over the provider's size limit (API code `payload_too_large`).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A shape the provider refuses, e.g. a key it reserves (API code `invalid_payload`).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl PayloadError {
+    /// The API error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PayloadError::TooLarge(_) => "payload_too_large",
+            PayloadError::Refused(_) => "invalid_payload",
+        }
+    }
+}
+
 /// A callback the provider cannot take at all.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
@@ -327,9 +348,10 @@ pub trait Provider: Send + Sync + 'static {
         false
     }
 
-    /// Checks a message payload fits what the provider carries, so an oversized message gets
-    /// a 400 when it is sent (`payload_too_large`), not a failed delivery later. Default: any.
-    fn check_payload(&self, _payload: &serde_json::Value) -> Result<(), String> {
+    /// Checks a message payload fits what the provider carries, so an oversized or
+    /// unsendable message gets a 400 when it is sent (`payload_too_large`,
+    /// `invalid_payload`), not a failed delivery later. Default: any.
+    fn check_payload(&self, _payload: &serde_json::Value) -> Result<(), PayloadError> {
         Ok(())
     }
 

@@ -208,8 +208,8 @@ impl Engine {
             }
             checked.push(name);
             if let Some(provider) = self.providers.get(name) {
-                provider.check_payload(payload).map_err(|m| {
-                    EngineError::invalid("payload_too_large", format!("provider {name:?}: {m}"))
+                provider.check_payload(payload).map_err(|e| {
+                    EngineError::invalid(e.code(), format!("provider {name:?}: {e}"))
                 })?;
             }
         }
