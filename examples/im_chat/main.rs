@@ -4,6 +4,7 @@
 //! cargo run --example im_chat                      # mock provider, everything in-process
 //! cargo run --example im_chat -- --provider getui  # over Getui's REST v2 (local emulator)
 //! cargo run --example im_chat -- --provider webpush  # Web Push; browsers decrypt and ack
+//! cargo run --example im_chat -- --provider fcm    # FCM HTTP v1 (local emulator); phones ack
 //! cargo run --example im_chat -- --interactive     # type `alice> hi`, `bob> hi`, `alice>> hi`
 //! cargo run --example im_chat -- --gateway http://127.0.0.1:8080 --api-key KEY \
 //!     --webhook-secret SECRET --listen 127.0.0.1:3000   # against a running gateway
@@ -61,14 +62,17 @@ fn parse_options() -> Result<Options, String> {
             "--emulator" => o.emulator = Some(value()?),
             "--interactive" => o.interactive = true,
             "-h" | "--help" => {
-                println!("usage: im_chat [--provider mock|getui|webpush] [--interactive] [--gateway URL --api-key KEY --webhook-secret S --listen ADDR [--emulator URL]]");
+                println!("usage: im_chat [--provider mock|getui|webpush|fcm] [--interactive] [--gateway URL --api-key KEY --webhook-secret S --listen ADDR [--emulator URL]]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other:?}")),
         }
     }
-    if !matches!(o.provider.as_str(), "mock" | "getui" | "webpush") {
-        return Err("--provider is mock, getui or webpush".into());
+    if !matches!(o.provider.as_str(), "mock" | "getui" | "webpush" | "fcm") {
+        return Err("--provider is mock, getui, webpush or fcm".into());
+    }
+    if o.provider == "fcm" && o.gateway.is_some() {
+        return Err("--provider fcm runs its emulator in-process: no --gateway".into());
     }
     if o.provider == "webpush" && o.gateway.is_some() {
         return Err("--provider webpush runs its browsers in-process: no --gateway".into());
@@ -87,6 +91,10 @@ enum Devices {
         gateway: String,
     },
     Getui {
+        emulator: String,
+    },
+    /// Phones behind the FCM emulator in this process; they acknowledge each message.
+    Fcm {
         emulator: String,
     },
     /// Browsers in this process behind their push service; they acknowledge each push.
@@ -125,6 +133,7 @@ impl Devices {
         let url = match self {
             Devices::Mock { gateway } => format!("{gateway}/v1/mock/mock/devices/{cid}/inbox"),
             Devices::Getui { emulator } => format!("{emulator}/_emulator/devices/{cid}/inbox"),
+            Devices::Fcm { emulator } => format!("{emulator}/_emulator/devices/{cid}"),
             Devices::WebPush { .. } => return Vec::new(),
         };
         let Ok((200, body)) = http.call(Method::GET, &url, None, None).await else {
@@ -138,6 +147,7 @@ impl Devices {
                         // The provider request id is "<message id>-<device index>".
                         message_id: m["request_id"]
                             .as_str()
+                            .or(m["data"][pushgate_fcm::wire::REQUEST_ID_KEY].as_str())
                             .and_then(|r| r.rsplit_once('-'))
                             .map(|(id, _)| id.to_string())
                             .unwrap_or_default(),
@@ -147,8 +157,16 @@ impl Devices {
                                 .as_str()
                                 .and_then(|t| serde_json::from_str(t).ok())
                                 .unwrap_or(Value::Null),
+                            // With device acks the data's `payload` is the app payload's JSON.
+                            Devices::Fcm { .. } => m["data"]["payload"]
+                                .as_str()
+                                .and_then(|t| serde_json::from_str(t).ok())
+                                .unwrap_or(Value::Null),
                         },
-                        at: m["received_at"].as_u64().unwrap_or(0),
+                        at: m["received_at"]
+                            .as_u64()
+                            .or(m["received_at_ms"].as_u64())
+                            .unwrap_or(0),
                     })
                     .collect()
             })
@@ -168,6 +186,7 @@ impl Devices {
             Devices::WebPush { .. } => {
                 return Err("Web Push devices send no upstream messages".into())
             }
+            Devices::Fcm { .. } => return Err("FCM devices send no upstream messages".into()),
         };
         match http.call(Method::POST, &url, None, Some(&body)).await? {
             (200, _) => Ok(()),
@@ -433,20 +452,18 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
     Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000 + ms.parse::<i64>().ok()?) as u64)
 }
 
-/// Runs the gateway (and the Getui emulator) in this process.
+/// The emulators running in this process, kept until the chat ends.
+struct Emulators {
+    _getui: Option<pushgate_getui::emulator::Emulator>,
+    _fcm: Option<pushgate_fcm::emulator::Emulator>,
+}
+
+/// Runs the gateway (and the provider's emulator) in this process.
 async fn start_local(
     provider: &str,
     app: &AppServer,
     secret: &str,
-) -> Result<
-    (
-        pushgate::Gateway,
-        Devices,
-        Option<pushgate_getui::emulator::Emulator>,
-        std::path::PathBuf,
-    ),
-    String,
-> {
+) -> Result<(pushgate::Gateway, Devices, Emulators, std::path::PathBuf), String> {
     let emulator = if provider == "getui" {
         let e = pushgate_getui::emulator::Emulator::start(
             "127.0.0.1:0".parse().map_err(|_| "addr")?,
@@ -477,6 +494,30 @@ async fn start_local(
     } else {
         None
     };
+    let fcm_emulator = if provider == "fcm" {
+        std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
+        let account = pushgate_fcm::emulator::generate_service_account("im-chat")?;
+        let e = pushgate_fcm::emulator::Emulator::start(
+            "127.0.0.1:0".parse().map_err(|_| "addr")?,
+            account,
+            Default::default(),
+        )
+        .await
+        .map_err(|e| format!("fcm emulator: {e}"))?;
+        e.write_service_account(&data_dir.join("fcm-service-account.json"))
+            .map_err(|e| e.to_string())?;
+        Some(e)
+    } else {
+        None
+    };
+    let fcm = match &fcm_emulator {
+        Some(e) => format!(
+            "[[providers]]\nname = \"fcm\"\nkind = \"fcm\"\nservice_account_file = \"{}\"\nbase_url = \"{}\"\ndevice_acks = true\n",
+            data_dir.join("fcm-service-account.json").display(),
+            e.url()
+        ),
+        None => String::new(),
+    };
     let webpush = match &browsers {
         Some(_) => {
             std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
@@ -492,7 +533,7 @@ async fn start_local(
         None => String::new(),
     };
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"im-chat-demo-key-0123456789\"]\nwebhook_url = \"{}\"\nwebhook_secret = \"{secret}\"\ndefault_provider = \"{provider}\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\n\n{getui}{webpush}",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"im-chat-demo-key-0123456789\"]\nwebhook_url = \"{}\"\nwebhook_secret = \"{secret}\"\ndefault_provider = \"{provider}\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\n\n{getui}{webpush}{fcm}",
         data_dir.display(),
         app.url
     );
@@ -508,6 +549,13 @@ async fn start_local(
         _ if browsers.is_some() => Devices::WebPush {
             browsers: browsers.clone().ok_or("browsers")?,
         },
+        _ if fcm_emulator.is_some() => {
+            let e = fcm_emulator.as_ref().ok_or("fcm emulator")?;
+            e.set_device_ack_url(Some(format!("{url}/v1/device-acks")));
+            Devices::Fcm {
+                emulator: e.url().to_string(),
+            }
+        }
         Some(e) => {
             e.set_receipt_url(Some(format!("{url}/v1/callbacks/getui/receipts")));
             e.set_upstream_url(Some(format!("{url}/v1/callbacks/getui/upstream")));
@@ -517,7 +565,11 @@ async fn start_local(
         }
         None => Devices::Mock { gateway: url },
     };
-    Ok((gateway, devices, emulator, data_dir))
+    let emulators = Emulators {
+        _getui: emulator,
+        _fcm: fcm_emulator,
+    };
+    Ok((gateway, devices, emulators, data_dir))
 }
 
 async fn interactive(chat: &mut Chat) -> Result<(), String> {
@@ -621,8 +673,8 @@ async fn run(o: Options) -> Result<bool, String> {
             .await?;
         chat.alias_push("bob", "alice", "Sure, see you there.")
             .await?;
-        if o.provider == "webpush" {
-            println!("\n[strategy 2: SendMessage upstream] skipped: Web Push devices send no upstream messages");
+        if o.provider == "webpush" || o.provider == "fcm" {
+            println!("\n[strategy 2: SendMessage upstream] skipped: {} devices send no upstream messages", o.provider);
         } else {
             chat.upstream("alice", "bob", "Sent from my phone, upstream.")
                 .await?;
