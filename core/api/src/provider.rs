@@ -343,7 +343,9 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Whether devices of this provider acknowledge deliveries themselves (a provider with no
     /// receipts of its own): each gets `{"payload": <app payload>, "ack": "<token>"}` and posts
-    /// the token to `POST /v1/device-acks`. Default: no.
+    /// the token to `POST /v1/device-acks`. The delivery's reference is then its id, whatever
+    /// [`Sent::provider_ref`] says, since an ack may come before the send is recorded.
+    /// Default: no.
     fn device_acks(&self) -> bool {
         false
     }

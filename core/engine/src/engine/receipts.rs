@@ -257,7 +257,8 @@ impl Engine {
             .apply_receipts(&delivery.provider, vec![receipt])
             .await?;
         self.store.commit().await?;
-        let outcome = if report.applied > 0 {
+        // An ack before the send is recorded is kept and settles it then: taken as well.
+        let outcome = if report.applied > 0 || report.early > 0 {
             AckOutcome::Applied
         } else {
             AckOutcome::Duplicate

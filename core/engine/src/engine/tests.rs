@@ -20,6 +20,8 @@ struct Counting {
     sends: AtomicUsize,
     receipt_timeout: Option<Duration>,
     script: std::sync::Mutex<std::collections::VecDeque<ProviderError>>,
+    /// Devices acknowledge themselves (the provider's own reference still differs).
+    device_acks: bool,
 }
 
 #[async_trait]
@@ -47,6 +49,9 @@ impl Provider for Counting {
             ..ProviderLimits::default()
         }
     }
+    fn device_acks(&self) -> bool {
+        self.device_acks
+    }
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -66,12 +71,20 @@ fn fixture_with(
     script: Vec<ProviderError>,
     settings: EngineSettings,
 ) -> Fixture {
+    fixture_of(
+        Counting {
+            sends: AtomicUsize::new(0),
+            receipt_timeout,
+            script: std::sync::Mutex::new(script.into()),
+            device_acks: false,
+        },
+        settings,
+    )
+}
+
+fn fixture_of(provider: Counting, settings: EngineSettings) -> Fixture {
     let store: Arc<dyn Store> = Arc::new(pushgate_store_kv::memory_store());
-    let provider = Arc::new(Counting {
-        sends: AtomicUsize::new(0),
-        receipt_timeout,
-        script: std::sync::Mutex::new(script.into()),
-    });
+    let provider = Arc::new(provider);
     let app = AppSettings {
         id: "app".into(),
         default_provider: "p".into(),
@@ -226,6 +239,44 @@ async fn a_receipt_before_the_send_is_recorded_settles_it_in_the_same_write() {
             .await
             .expect("read"),
         None
+    );
+}
+
+#[tokio::test]
+async fn a_device_ack_before_the_send_is_recorded_settles_it_whatever_the_provider_calls_it() {
+    let f = fixture_of(
+        Counting {
+            sends: AtomicUsize::new(0),
+            receipt_timeout: Some(Duration::from_secs(60)),
+            script: Default::default(),
+            device_acks: true,
+        },
+        EngineSettings::default(),
+    );
+    let (id, due) = accept_one(&f).await;
+    // The device acks before the provider's answer is recorded (FCM's devices can).
+    let token = f.engine.settings.acks.token(id);
+    assert_eq!(
+        f.engine.apply_device_ack(&token).await.expect("ack"),
+        super::AckOutcome::Applied,
+        "kept, and answered as taken"
+    );
+    f.engine.deliver(due, id).await.expect("send");
+    let d = f.delivery(id).await;
+    assert_eq!(d.state, DeliveryState::Delivered, "{d:?}");
+    assert_eq!(d.provider_ref.as_deref(), Some(id.to_string().as_str()));
+    // An ack after the send settles as well, and a repeat is a duplicate.
+    let (late, due) = accept_one(&f).await;
+    f.engine.deliver(due, late).await.expect("send");
+    let token = f.engine.settings.acks.token(late);
+    assert_eq!(
+        f.engine.apply_device_ack(&token).await.expect("ack"),
+        super::AckOutcome::Applied
+    );
+    assert_eq!(f.delivery(late).await.state, DeliveryState::Delivered);
+    assert_eq!(
+        f.engine.apply_device_ack(&token).await.expect("again"),
+        super::AckOutcome::Duplicate
     );
 }
 

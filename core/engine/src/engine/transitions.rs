@@ -160,6 +160,23 @@ impl Engine {
         delivery.transition_because(DeliveryState::Sending, started_at, resend);
         let mut ops = Vec::new();
         let provider = delivery.provider.clone();
+        // Device acks name the delivery, and an ack may come before this answer is recorded
+        // (kept as an early receipt under the delivery id): its reference is the delivery id,
+        // whatever the provider calls the message (FCM's message name).
+        let device_acks = self
+            .providers
+            .get(&provider)
+            .is_some_and(|p| p.device_acks());
+        let result = result.map(|sent| {
+            if device_acks && sent.provider_ref != id.to_string() {
+                tracing::debug!(delivery = %id, provider_ref = %sent.provider_ref, "sent");
+                Sent {
+                    provider_ref: id.to_string(),
+                }
+            } else {
+                sent
+            }
+        });
         match result {
             Ok(sent) => {
                 ops.push(WriteOp::PutReference {
