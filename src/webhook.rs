@@ -95,17 +95,6 @@ impl WebhookSender {
     }
 }
 
-fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
 fn failure(message: String) -> EventFailure {
     EventFailure {
         message,
@@ -140,7 +129,7 @@ impl EventTransport for WebhookSender {
             .map_err(|_| failure(format!("no answer within {} ms", self.timeout.as_millis())))?
             .map_err(|e| failure(format!("request failed: {e}")))?;
         let status = response.status();
-        let wait = retry_after(response.headers());
+        let wait = pushgate_engine::http_client::retry_after(response.headers());
         // Read (bounded; also so the connection can be reused). An app server may answer
         // upstream events with messages to deliver.
         let reply = match tokio::time::timeout(

@@ -109,12 +109,7 @@ impl FcmProvider {
             Ok(Ok(r)) => r,
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = pushgate_api::http_client::retry_after(response.headers());
         let body = tokio::time::timeout(
             self.timeout(),
             http_body_util::Limited::new(response.into_body(), MAX_ANSWER).collect(),

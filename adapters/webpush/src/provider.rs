@@ -173,12 +173,7 @@ impl Provider for WebPushProvider {
             .map_err(|_| ProviderError::transient("timeout", "the push service did not answer"))?
             .map_err(|e| ProviderError::transient("unreachable", e.to_string()))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = pushgate_api::http_client::retry_after(response.headers());
         if (200..300).contains(&status) {
             return Ok(Sent {
                 provider_ref: delivery.idempotency_key.clone(),

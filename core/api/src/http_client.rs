@@ -26,3 +26,15 @@ pub fn build(max_idle: usize) -> HttpClient {
         .pool_max_idle_per_host(max_idle)
         .build(connector)
 }
+
+/// A `Retry-After` header given in seconds (the form push services and webhooks use).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<std::time::Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(std::time::Duration::from_secs)
+}
