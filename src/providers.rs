@@ -14,6 +14,7 @@ pub const REGISTRY: &[Registration] = &[
     Registration::of::<pushgate_getui::GetuiKind>(),
     Registration::of::<pushgate_webpush::WebPushKind>(),
     Registration::of::<pushgate_fcm::FcmKind>(),
+    Registration::of::<pushgate_apns::ApnsKind>(),
     Registration::of::<crate::plugin_host::PluginKind>(),
 ];
 
