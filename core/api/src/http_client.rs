@@ -38,3 +38,39 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<std::time::Duration> {
         .ok()
         .map(std::time::Duration::from_secs)
 }
+
+/// What emulated devices do with the ack tokens they receive (the provider emulators use it):
+/// each is POSTed as `{"ack"}` to the URL `ack_url` gives at that moment (none: dropped),
+/// retried up to 20 times (100 ms, 200 ms, … apart) until it is answered 2xx or 403.
+pub async fn pump_device_acks(
+    client: HttpClient,
+    mut acks: tokio::sync::mpsc::UnboundedReceiver<String>,
+    ack_url: impl Fn() -> Option<String>,
+) {
+    while let Some(ack) = acks.recv().await {
+        let Some(url) = ack_url() else {
+            continue;
+        };
+        let client = client.clone();
+        tokio::spawn(async move {
+            let body = Bytes::from(serde_json::json!({"ack": ack}).to_string());
+            for attempt in 0..20u32 {
+                let request = http::Request::builder()
+                    .method(http::Method::POST)
+                    .uri(&url)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body.clone()));
+                let Ok(request) = request else { return };
+                if let Ok(r) = client.request(request).await {
+                    if r.status().is_success() || r.status() == http::StatusCode::FORBIDDEN {
+                        return;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    100 * u64::from(attempt + 1),
+                ))
+                .await;
+            }
+        });
+    }
+}

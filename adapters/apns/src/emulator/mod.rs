@@ -172,7 +172,14 @@ impl Emulator {
             acks,
             http: pushgate_api::http_client::build(8),
         });
-        let ack_pump = tokio::spawn(routes::pump_acks(shared.clone(), rx));
+        let ack_pump = {
+            let shared = shared.clone();
+            tokio::spawn(pushgate_api::http_client::pump_device_acks(
+                shared.http.clone(),
+                rx,
+                move || shared.config().device_ack_url,
+            ))
+        };
         let server = tokio::spawn(routes::serve(listener, acceptor, shared.clone()));
         Ok(Emulator {
             url,

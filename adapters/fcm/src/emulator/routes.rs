@@ -16,7 +16,6 @@ use hyper_util::rt::TokioIo;
 use pushgate_api::clock::now_ms;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use super::verify;
 use super::{lock, DeviceMessage, Faults, RecordedRequest, Shared};
@@ -308,34 +307,5 @@ fn handle_admin(shared: &Shared, method: &Method, route: &str, body: &[u8]) -> A
             StatusCode::NOT_FOUND,
             &json!({"error": "no such admin route"}),
         ),
-    }
-}
-
-/// Devices acknowledge what they received: `POST {device_ack_url} {"ack"}`, a few tries each.
-pub(crate) async fn pump_acks(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
-    while let Some(ack) = rx.recv().await {
-        let Some(url) = shared.config().device_ack_url else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let body = Bytes::from(json!({"ack": ack}).to_string());
-            for attempt in 0..20u32 {
-                let request = Request::builder()
-                    .method(Method::POST)
-                    .uri(&url)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(body.clone()));
-                let Ok(request) = request else { return };
-                match shared.http.request(request).await {
-                    Ok(r) if r.status().is_success() || r.status() == StatusCode::FORBIDDEN => {
-                        return
-                    }
-                    Ok(r) => tracing::debug!(status = %r.status(), attempt, "device ack refused"),
-                    Err(e) => tracing::debug!(error = %e, attempt, "device ack failed"),
-                }
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
-            }
-        });
     }
 }
