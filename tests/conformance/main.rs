@@ -27,3 +27,4 @@ macro_rules! conformance {
 conformance!(mock_conforms, peers::MockPeer);
 conformance!(getui_conforms, peers::GetuiPeer);
 conformance!(fcm_conforms, peers::FcmPeer);
+conformance!(apns_conforms, peers::ApnsPeer);

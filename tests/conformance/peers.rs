@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use pushgate_apns::emulator as apns_emu;
 use pushgate_fcm::emulator as fcm_emu;
 use pushgate_getui::emulator as getui_emu;
 
@@ -188,6 +189,82 @@ impl Peer for FcmPeer {
             .inbox(&device.cid)
             .into_iter()
             .filter_map(|m| m.data.get(pushgate_fcm::wire::REQUEST_ID_KEY).cloned())
+            .collect()
+    }
+}
+
+/// `kind = "apns"`: the APNs emulator over HTTP/2 and TLS (its CA as `ca_file`), its devices
+/// posting their ack tokens to the gateway. Key and CA files are named relative to the config.
+pub struct ApnsPeer {
+    emu: apns_emu::Emulator,
+}
+
+impl Peer for ApnsPeer {
+    const NAME: &'static str = "apns";
+
+    async fn start(dir: &Path) -> Self {
+        let key = pushgate_apns::ProviderKey::generate();
+        std::fs::write(dir.join("AuthKey.p8"), key.to_pem().expect("pem")).expect("key file");
+        let tls = apns_emu::generate_tls(dir).expect("tls");
+        let emu = apns_emu::Emulator::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            key.verifying_key(),
+            &tls,
+            apns_emu::EmulatorConfig::default(),
+        )
+        .await
+        .expect("apns emulator");
+        ApnsPeer { emu }
+    }
+
+    fn provider_table(&self) -> String {
+        let c = self.emu.config();
+        format!(
+            "[[providers]]\nname = \"apns\"\nkind = \"apns\"\nteam_id = \"{}\"\nkey_id = \"{}\"\nprivate_key_file = \"AuthKey.p8\"\ntopic = \"{}\"\nbase_url = \"{}\"\nca_file = \"apns-emu-ca.pem\"\ntimeout_ms = 3000\ndevice_acks = true\nreceipt_timeout_ms = 10000\n",
+            c.team_id,
+            c.key_id,
+            c.topic,
+            self.emu.url()
+        )
+    }
+
+    fn connect(&self, gateway: &str) {
+        self.emu
+            .set_device_ack_url(Some(format!("{gateway}/v1/device-acks")));
+    }
+
+    fn device(&self, n: usize) -> Device {
+        Device::cid(&format!("{n:04x}{}", "a1".repeat(30)))
+    }
+
+    fn refused_device(&self) -> (Device, &'static str) {
+        (
+            Device::cid(&format!("beef{}", "0".repeat(60))),
+            "DeviceTokenNotForTopic",
+        )
+    }
+
+    fn gone_device(&self) -> Option<Device> {
+        Some(Device::cid(&format!("dead{}", "0".repeat(60))))
+    }
+
+    fn fail_transiently(&self, on: bool) {
+        self.emu.set_faults(apns_emu::Faults {
+            error_rate: if on { 1.0 } else { 0.0 },
+            error_status: Some(503),
+            ..apns_emu::Faults::default()
+        });
+    }
+
+    async fn received(&self, device: &Device) -> Vec<String> {
+        self.emu
+            .inbox(&device.cid)
+            .into_iter()
+            .filter_map(|n| {
+                n.payload[pushgate_apns::wire::REQUEST_ID_KEY]
+                    .as_str()
+                    .map(str::to_string)
+            })
             .collect()
     }
 }
