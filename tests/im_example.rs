@@ -83,3 +83,16 @@ fn the_chat_runs_over_fcm_with_device_acks() {
     );
     assert!(out.contains("alice notified ✓✓"), "{out}");
 }
+
+#[test]
+fn the_chat_runs_over_apns_with_device_acks() {
+    let out = run("apns");
+    assert!(out.contains("sent to provider apns"), "{out}");
+    assert!(out.contains("received by bob's device bob-phone"), "{out}");
+    assert!(
+        out.contains(
+            "summary: 2 messages, 2 delivered, 2 senders notified, 0 forged webhooks refused"
+        ),
+        "{out}"
+    );
+}

@@ -5,6 +5,7 @@
 //! cargo run --example im_chat -- --provider getui  # over Getui's REST v2 (local emulator)
 //! cargo run --example im_chat -- --provider webpush  # Web Push; browsers decrypt and ack
 //! cargo run --example im_chat -- --provider fcm    # FCM HTTP v1 (local emulator); phones ack
+//! cargo run --example im_chat -- --provider apns   # APNs over HTTP/2 + TLS (local emulator); phones ack
 //! cargo run --example im_chat -- --interactive     # type `alice> hi`, `bob> hi`, `alice>> hi`
 //! cargo run --example im_chat -- --gateway http://127.0.0.1:8080 --api-key KEY \
 //!     --webhook-secret SECRET --listen 127.0.0.1:3000   # against a running gateway
@@ -62,17 +63,23 @@ fn parse_options() -> Result<Options, String> {
             "--emulator" => o.emulator = Some(value()?),
             "--interactive" => o.interactive = true,
             "-h" | "--help" => {
-                println!("usage: im_chat [--provider mock|getui|webpush|fcm] [--interactive] [--gateway URL --api-key KEY --webhook-secret S --listen ADDR [--emulator URL]]");
+                println!("usage: im_chat [--provider mock|getui|webpush|fcm|apns] [--interactive] [--gateway URL --api-key KEY --webhook-secret S --listen ADDR [--emulator URL]]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other:?}")),
         }
     }
-    if !matches!(o.provider.as_str(), "mock" | "getui" | "webpush" | "fcm") {
-        return Err("--provider is mock, getui, webpush or fcm".into());
+    if !matches!(
+        o.provider.as_str(),
+        "mock" | "getui" | "webpush" | "fcm" | "apns"
+    ) {
+        return Err("--provider is mock, getui, webpush, fcm or apns".into());
     }
-    if o.provider == "fcm" && o.gateway.is_some() {
-        return Err("--provider fcm runs its emulator in-process: no --gateway".into());
+    if matches!(o.provider.as_str(), "fcm" | "apns") && o.gateway.is_some() {
+        return Err(format!(
+            "--provider {} runs its emulator in-process: no --gateway",
+            o.provider
+        ));
     }
     if o.provider == "webpush" && o.gateway.is_some() {
         return Err("--provider webpush runs its browsers in-process: no --gateway".into());
@@ -97,6 +104,10 @@ enum Devices {
     Fcm {
         emulator: String,
     },
+    /// iPhones behind the APNs emulator in this process; they acknowledge each notification.
+    Apns {
+        emulator: std::sync::Arc<pushgate_apns::emulator::Emulator>,
+    },
     /// Browsers in this process behind their push service; they acknowledge each push.
     WebPush {
         browsers: std::sync::Arc<browsers::Browsers>,
@@ -111,7 +122,39 @@ struct Received {
 }
 
 impl Devices {
-    async fn inbox(&self, http: &Http, cid: &str) -> Vec<Received> {
+    /// The cid a device named `name` is bound with (APNs device tokens are hex).
+    fn cid(&self, name: &str) -> String {
+        match self {
+            Devices::Apns { .. } => {
+                use sha2::Digest;
+                sha2::Sha256::digest(name.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            }
+            _ => name.to_string(),
+        }
+    }
+
+    async fn inbox(&self, http: &Http, name: &str) -> Vec<Received> {
+        let cid = self.cid(name);
+        let cid = cid.as_str();
+        if let Devices::Apns { emulator } = self {
+            return emulator
+                .inbox(cid)
+                .into_iter()
+                .map(|n| Received {
+                    message_id: n.payload[pushgate_apns::wire::REQUEST_ID_KEY]
+                        .as_str()
+                        .and_then(|r| r.rsplit_once('-'))
+                        .map(|(id, _)| id.to_string())
+                        .unwrap_or_default(),
+                    // With device acks the app payload travels as `payload`.
+                    payload: n.payload["payload"].clone(),
+                    at: n.received_at_ms,
+                })
+                .collect();
+        }
         if let Devices::WebPush { browsers } = self {
             return browsers
                 .inbox(cid)
@@ -134,7 +177,7 @@ impl Devices {
             Devices::Mock { gateway } => format!("{gateway}/v1/mock/mock/devices/{cid}/inbox"),
             Devices::Getui { emulator } => format!("{emulator}/_emulator/devices/{cid}/inbox"),
             Devices::Fcm { emulator } => format!("{emulator}/_emulator/devices/{cid}"),
-            Devices::WebPush { .. } => return Vec::new(),
+            Devices::WebPush { .. } | Devices::Apns { .. } => return Vec::new(),
         };
         let Ok((200, body)) = http.call(Method::GET, &url, None, None).await else {
             return Vec::new();
@@ -152,7 +195,9 @@ impl Devices {
                             .map(|(id, _)| id.to_string())
                             .unwrap_or_default(),
                         payload: match self {
-                            Devices::Mock { .. } | Devices::WebPush { .. } => m["payload"].clone(),
+                            Devices::Mock { .. }
+                            | Devices::WebPush { .. }
+                            | Devices::Apns { .. } => m["payload"].clone(),
                             Devices::Getui { .. } => m["transmission"]
                                 .as_str()
                                 .and_then(|t| serde_json::from_str(t).ok())
@@ -186,7 +231,9 @@ impl Devices {
             Devices::WebPush { .. } => {
                 return Err("Web Push devices send no upstream messages".into())
             }
-            Devices::Fcm { .. } => return Err("FCM devices send no upstream messages".into()),
+            Devices::Fcm { .. } | Devices::Apns { .. } => {
+                return Err("FCM and APNs devices send no upstream messages".into())
+            }
         };
         match http.call(Method::POST, &url, None, Some(&body)).await? {
             (200, _) => Ok(()),
@@ -257,7 +304,8 @@ impl Chat {
     }
 
     async fn bind(&self, user: &str) -> Result<(), String> {
-        let mut body = json!({"provider": self.provider, "cid": device_of(user)});
+        let mut body =
+            json!({"provider": self.provider, "cid": self.devices.cid(&device_of(user))});
         if let Devices::WebPush { browsers } = &self.devices {
             body["data"] = browsers.subscribe(&device_of(user));
         }
@@ -458,6 +506,37 @@ struct Emulators {
     _fcm: Option<pushgate_fcm::emulator::Emulator>,
 }
 
+/// The APNs emulator and the provider table for it (key and CA files in `dir`).
+async fn start_apns(
+    dir: &std::path::Path,
+) -> Result<(std::sync::Arc<pushgate_apns::emulator::Emulator>, String), String> {
+    use pushgate_apns::emulator as apns;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let key = pushgate_apns::ProviderKey::generate();
+    let key_file = dir.join("AuthKey_EMUKEY0001.p8");
+    std::fs::write(&key_file, key.to_pem()?).map_err(|e| e.to_string())?;
+    let tls = apns::generate_tls(dir)?;
+    let config = apns::EmulatorConfig::default();
+    let emulator = apns::Emulator::start(
+        "127.0.0.1:0".parse().map_err(|_| "addr")?,
+        key.verifying_key(),
+        &tls,
+        config.clone(),
+    )
+    .await
+    .map_err(|e| format!("apns emulator: {e}"))?;
+    let table = format!(
+        "[[providers]]\nname = \"apns\"\nkind = \"apns\"\nteam_id = \"{}\"\nkey_id = \"{}\"\nprivate_key_file = \"{}\"\ntopic = \"{}\"\nbase_url = \"{}\"\nca_file = \"{}\"\ndevice_acks = true\n",
+        config.team_id,
+        config.key_id,
+        key_file.display(),
+        config.topic,
+        emulator.url(),
+        tls.ca_cert.display()
+    );
+    Ok((std::sync::Arc::new(emulator), table))
+}
+
 /// Runs the gateway (and the provider's emulator) in this process.
 async fn start_local(
     provider: &str,
@@ -518,6 +597,12 @@ async fn start_local(
         ),
         None => String::new(),
     };
+    let apns = if provider == "apns" {
+        Some(start_apns(&data_dir).await?)
+    } else {
+        None
+    };
+    let apns_table = apns.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
     let webpush = match &browsers {
         Some(_) => {
             std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
@@ -533,7 +618,7 @@ async fn start_local(
         None => String::new(),
     };
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"im-chat-demo-key-0123456789\"]\nwebhook_url = \"{}\"\nwebhook_secret = \"{secret}\"\ndefault_provider = \"{provider}\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\n\n{getui}{webpush}{fcm}",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"im-chat-demo-key-0123456789\"]\nwebhook_url = \"{}\"\nwebhook_secret = \"{secret}\"\ndefault_provider = \"{provider}\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\n\n{getui}{webpush}{fcm}{apns_table}",
         data_dir.display(),
         app.url
     );
@@ -549,6 +634,14 @@ async fn start_local(
         _ if browsers.is_some() => Devices::WebPush {
             browsers: browsers.clone().ok_or("browsers")?,
         },
+        _ if apns.is_some() => {
+            let e = apns
+                .as_ref()
+                .map(|(e, _)| e.clone())
+                .ok_or("apns emulator")?;
+            e.set_device_ack_url(Some(format!("{url}/v1/device-acks")));
+            Devices::Apns { emulator: e }
+        }
         _ if fcm_emulator.is_some() => {
             let e = fcm_emulator.as_ref().ok_or("fcm emulator")?;
             e.set_device_ack_url(Some(format!("{url}/v1/device-acks")));
@@ -673,7 +766,7 @@ async fn run(o: Options) -> Result<bool, String> {
             .await?;
         chat.alias_push("bob", "alice", "Sure, see you there.")
             .await?;
-        if o.provider == "webpush" || o.provider == "fcm" {
+        if matches!(o.provider.as_str(), "webpush" | "fcm" | "apns") {
             println!("\n[strategy 2: SendMessage upstream] skipped: {} devices send no upstream messages", o.provider);
         } else {
             chat.upstream("alice", "bob", "Sent from my phone, upstream.")
