@@ -430,6 +430,32 @@ async fn device_acks_make_web_push_deliveries_delivered() {
             .await,
         1.0
     );
+
+    // A notification joins the envelope, for the service worker to show.
+    let sent = api
+        .send(
+            &json!({"to": {"alias": "bob"}, "payload": {"text": "see it"}, "provider": "webpush",
+            "notification": {"title": "Alice", "body": "see it"}}),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text);
+    let body = eventually(WAIT, "the second push", || {
+        let service = service.clone();
+        async move {
+            service.received.lock().expect("lock")["/sub/9"]
+                .get(1)
+                .map(|r| r.1.clone())
+        }
+    })
+    .await;
+    let envelope: serde_json::Value =
+        serde_json::from_slice(&browser.decrypt(&body)).expect("json");
+    assert_eq!(envelope["payload"], json!({"text": "see it"}));
+    assert_eq!(
+        envelope["notification"],
+        json!({"title": "Alice", "body": "see it"})
+    );
+    assert!(envelope["ack"].is_string());
 }
 
 /// web-push-testing (npm), a Web Push service written by others, run on 127.0.0.1 for this

@@ -263,7 +263,7 @@ impl Provider for PluginProvider {
     }
 
     async fn send(&self, d: &OutboundDelivery) -> Result<Sent, ProviderError> {
-        let input = json!({
+        let mut input = json!({
             "delivery_id": d.delivery_id,
             "message_id": d.message_id,
             "app": d.app,
@@ -273,8 +273,11 @@ impl Provider for PluginProvider {
             "ttl_ms": d.ttl.as_millis() as u64,
             "attempt": d.attempt,
             "idempotency_key": d.idempotency_key,
-        })
-        .to_string();
+        });
+        if let Some(n) = &d.notification {
+            input["notification"] = json!(n.as_ref());
+        }
+        let input = input.to_string();
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| {
             ProviderError::transient("plugin_stopped", "the plugin's permits are closed")
         })?;

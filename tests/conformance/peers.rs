@@ -63,6 +63,15 @@ impl Peer for MockPeer {
             .filter_map(|m| m["request_id"].as_str().map(str::to_string))
             .collect()
     }
+
+    async fn shown(&self, device: &Device) -> Option<(String, String)> {
+        let gateway = self.gateway.lock().expect("lock").clone()?;
+        let inbox = Api::new(&gateway, Some(crate::support::gateway::API_KEY))
+            .inbox(Self::NAME, &device.cid)
+            .await;
+        let n = &inbox.last()?["notification"];
+        Some((n["title"].as_str()?.into(), n["body"].as_str()?.into()))
+    }
 }
 
 /// `kind = "getui"`: the Getui emulator, its devices sending signed receipts.
@@ -86,7 +95,7 @@ impl Peer for GetuiPeer {
     fn provider_table(&self) -> String {
         let c = self.emu.config();
         format!(
-            "[[providers]]\nname = \"getui\"\nkind = \"getui\"\nbase_url = \"{}\"\napp_id = \"{}\"\napp_key = \"{}\"\nmaster_secret = \"{}\"\ntimeout_ms = 2000\n",
+            "[[providers]]\nname = \"getui\"\nkind = \"getui\"\nbase_url = \"{}\"\napp_id = \"{}\"\napp_key = \"{}\"\nmaster_secret = \"{}\"\ntimeout_ms = 2000\nstrategy = {{ default = 1, hw = 4, xm = 4 }}\n",
             self.emu.url(),
             c.app_id,
             c.app_key,
@@ -126,6 +135,13 @@ impl Peer for GetuiPeer {
             .into_iter()
             .map(|m| m.request_id)
             .collect()
+    }
+
+    /// What an offline Android phone shows: the vendor channels' notification.
+    async fn shown(&self, device: &Device) -> Option<(String, String)> {
+        let channel = self.emu.inbox(&device.cid).last()?.push_channel.clone()?;
+        let n = &channel["android"]["ups"]["notification"];
+        Some((n["title"].as_str()?.into(), n["body"].as_str()?.into()))
     }
 }
 
@@ -190,6 +206,11 @@ impl Peer for FcmPeer {
             .into_iter()
             .filter_map(|m| m.data.get(pushgate_fcm::wire::REQUEST_ID_KEY).cloned())
             .collect()
+    }
+
+    async fn shown(&self, device: &Device) -> Option<(String, String)> {
+        let n = self.emu.inbox(&device.cid).last()?.notification.clone()?;
+        Some((n["title"].as_str()?.into(), n["body"].as_str()?.into()))
     }
 }
 
@@ -266,5 +287,18 @@ impl Peer for ApnsPeer {
                     .map(str::to_string)
             })
             .collect()
+    }
+
+    /// An alert: `aps.alert`, pushed as `alert`.
+    async fn shown(&self, device: &Device) -> Option<(String, String)> {
+        let n = self.emu.inbox(&device.cid).last()?.clone();
+        if n.push_type != "alert" {
+            return None;
+        }
+        let alert = &n.payload["aps"]["alert"];
+        Some((
+            alert["title"].as_str()?.into(),
+            alert["body"].as_str()?.into(),
+        ))
     }
 }

@@ -60,6 +60,10 @@ pub trait Peer: Sized {
 
     /// The idempotency keys (request ids) of what reached `device`, oldest first.
     async fn received(&self, device: &Device) -> Vec<String>;
+
+    /// The title and body the last message to `device` would show with the app not running,
+    /// read from the provider's own shape of it.
+    async fn shown(&self, device: &Device) -> Option<(String, String)>;
 }
 
 async fn bind(api: &Api, alias: &str, provider: &str, device: &Device) {
@@ -145,6 +149,33 @@ pub async fn run<P: Peer>() {
         seen.contains(&key),
         "{name}: the provider saw the idempotency key {key}: {seen:?}"
     );
+
+    // A notification part travels in the provider's own shape.
+    let r = api
+        .send(
+            &json!({"to": {"alias": "bob"}, "provider": name, "payload": {"text": "lunch?"},
+            "notification": {"title": "Alice", "body": "Lunch at noon?"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{name}: {}", r.text);
+    let id = r.json["message_id"].as_str().expect("id").to_string();
+    delivery_when(&api, &id, &format!("{name}: notification delivered"), |d| {
+        d["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(
+        peer.shown(&bob).await,
+        Some(("Alice".to_string(), "Lunch at noon?".to_string())),
+        "{name}: the notification as the device shows it"
+    );
+    let r = api
+        .send(
+            &json!({"to": {"alias": "bob"}, "provider": name, "payload": {},
+            "notification": {"title": "", "body": ""}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name}: {}", r.text);
+    assert_eq!(r.code(), "invalid_notification");
 
     // A permanent refusal fails the delivery with the provider's code; the device stays.
     let (refused, code) = peer.refused_device();

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
+use pushgate_api::model::Notification;
 use pushgate_api::provider::{
     DeviceError, OutboundDelivery, PayloadError, Provider, ProviderError, ProviderLimits, Sent,
 };
@@ -68,14 +69,16 @@ impl ApnsProvider {
 
     async fn call(&self, delivery: &OutboundDelivery, body: &Bytes, apns_id: &str) -> Answer {
         let token = self.tokens.get();
+        let (push_type, priority) =
+            wire::push_type(delivery.notification.as_deref(), delivery.urgency);
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}/3/device/{}", self.origin, delivery.cid))
             .header(header::AUTHORIZATION, format!("bearer {token}"))
             .header(header::CONTENT_TYPE, "application/json")
             .header("apns-topic", &self.settings.topic)
-            .header("apns-push-type", "background")
-            .header("apns-priority", "5")
+            .header("apns-push-type", push_type)
+            .header("apns-priority", priority)
             .header(
                 "apns-expiration",
                 wire::expiration(now_secs(), delivery.ttl).to_string(),
@@ -135,7 +138,8 @@ impl Provider for ApnsProvider {
     }
 
     async fn send(&self, delivery: &OutboundDelivery) -> Result<Sent, ProviderError> {
-        let payload = wire::payload_of(&delivery.payload, &delivery.idempotency_key)
+        let aps = wire::aps(delivery.notification.as_deref(), self.settings.device_acks);
+        let payload = wire::payload_of(&delivery.payload, &delivery.idempotency_key, aps)
             .map_err(|e| ProviderError::permanent("payload_refused", e))?;
         let body = Bytes::from(payload.to_string());
         let apns_id = wire::apns_id(&delivery.idempotency_key);
@@ -180,12 +184,37 @@ impl Provider for ApnsProvider {
 
     /// The payload must fit APNs' 4,096 bytes with `aps` and pushgate's keys.
     fn check_payload(&self, payload: &Value) -> Result<(), PayloadError> {
+        self.check_size(payload, None)
+    }
+
+    /// The alert counts against the same 4,096 bytes.
+    fn check_notification(
+        &self,
+        payload: &Value,
+        notification: &Notification,
+    ) -> Result<(), PayloadError> {
+        self.check_size(payload, Some(notification))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl ApnsProvider {
+    fn check_size(
+        &self,
+        payload: &Value,
+        notification: Option<&Notification>,
+    ) -> Result<(), PayloadError> {
         let wrapped = if self.settings.device_acks {
             serde_json::json!({"payload": payload, "ack": ""})
         } else {
             payload.clone()
         };
-        let body = wire::payload_of(&wrapped, &"0".repeat(32)).map_err(PayloadError::Refused)?;
+        let aps = wire::aps(notification, self.settings.device_acks);
+        let body =
+            wire::payload_of(&wrapped, &"0".repeat(32), aps).map_err(PayloadError::Refused)?;
         let len = body.to_string().len()
             + if self.settings.device_acks {
                 ACK_ENVELOPE
@@ -198,9 +227,5 @@ impl Provider for ApnsProvider {
             )));
         }
         Ok(())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

@@ -6,9 +6,15 @@
 //! keys sit beside `aps` as they are; any other payload travels as `payload`. Every payload
 //! also carries `pushgate_request_id`, the same on every retry of a delivery, so the app can
 //! drop a repeat. With device acks the payload is `{"payload": …, "ack": "<token>"}`.
+//!
+//! A message with a notification is an alert instead (`apns-push-type: alert`,
+//! `apns-priority: 10`, or 5 for low urgency): `aps.alert` holds its title and body, and with
+//! device acks `aps.mutable-content` is 1, so the app's notification service extension runs
+//! (and can post the ack) even when the app does not.
 
 use std::time::Duration;
 
+use pushgate_api::model::{Notification, Urgency};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -17,10 +23,42 @@ pub const REQUEST_ID_KEY: &str = "pushgate_request_id";
 /// APNs' limit on a notification's payload, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 4096;
 
-/// The JSON APNs gets for an app payload.
-pub fn payload_of(payload: &Value, request_id: &str) -> Result<Value, String> {
+/// The `aps` dictionary: an alert for a notification, else a background wake-up.
+pub fn aps(notification: Option<&Notification>, mutable: bool) -> Value {
+    match notification {
+        Some(n) => {
+            let mut alert = Map::new();
+            for (key, value) in [("title", &n.title), ("body", &n.body)] {
+                if !value.is_empty() {
+                    alert.insert(key.into(), json!(value));
+                }
+            }
+            let mut aps = json!({"alert": alert});
+            if mutable {
+                aps["mutable-content"] = json!(1);
+            }
+            aps
+        }
+        None => json!({"content-available": 1}),
+    }
+}
+
+/// `apns-push-type` and `apns-priority` of a notification.
+pub fn push_type(
+    notification: Option<&Notification>,
+    urgency: Option<Urgency>,
+) -> (&'static str, &'static str) {
+    match (notification, urgency) {
+        (None, _) => ("background", "5"),
+        (Some(_), Some(Urgency::VeryLow | Urgency::Low)) => ("alert", "5"),
+        (Some(_), _) => ("alert", "10"),
+    }
+}
+
+/// The JSON APNs gets for an app payload, with `aps` from [`aps`].
+pub fn payload_of(payload: &Value, request_id: &str, aps: Value) -> Result<Value, String> {
     let mut body = Map::new();
-    body.insert("aps".into(), json!({"content-available": 1}));
+    body.insert("aps".into(), aps);
     match payload {
         Value::Object(fields) => {
             for (key, value) in fields {
@@ -95,16 +133,26 @@ mod tests {
 
     #[test]
     fn payloads_sit_beside_aps() {
-        let p = payload_of(&json!({"text": "hi", "n": 1}), "k").expect("payload");
+        let p = payload_of(&json!({"text": "hi", "n": 1}), "k", aps(None, false)).expect("payload");
         assert_eq!(
             p,
             json!({"aps": {"content-available": 1}, "text": "hi", "n": 1, "pushgate_request_id": "k"})
         );
         assert_eq!(
-            payload_of(&json!("plain"), "k").expect("payload")["payload"],
+            payload_of(&json!("plain"), "k", aps(None, false)).expect("payload")["payload"],
             "plain"
         );
-        assert!(payload_of(&json!({"aps": {}}), "k").is_err());
+        assert!(payload_of(&json!({"aps": {}}), "k", aps(None, false)).is_err());
+        let n = Notification {
+            title: "Alice".into(),
+            body: "hi".into(),
+        };
+        assert_eq!(
+            aps(Some(&n), true),
+            json!({"alert": {"title": "Alice", "body": "hi"}, "mutable-content": 1})
+        );
+        assert_eq!(push_type(Some(&n), None), ("alert", "10"));
+        assert_eq!(push_type(None, Some(Urgency::High)), ("background", "5"));
     }
 
     #[test]

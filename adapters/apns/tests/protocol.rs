@@ -64,6 +64,7 @@ fn delivery(device: &str, payload: Value) -> OutboundDelivery {
         device_data: None,
         urgency: None,
         collapse_key: Some("room-1".into()),
+        notification: None,
         idempotency_key: id.to_string(),
     }
 }

@@ -152,6 +152,7 @@ impl Provider for FcmProvider {
         let body = wire::send_body(
             &delivery.cid,
             data,
+            delivery.notification.as_deref(),
             delivery.ttl,
             delivery.urgency,
             delivery.collapse_key.as_deref(),

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pushgate_api::model::Urgency;
+use pushgate_api::model::{Notification, Urgency};
 use serde_json::{json, Map, Value};
 
 /// The data key carrying the delivery's idempotency key.
@@ -78,10 +78,12 @@ pub fn priority(urgency: Option<Urgency>) -> &'static str {
     }
 }
 
-/// The request body of `messages:send`.
+/// The request body of `messages:send`; a notification becomes FCM's `notification`
+/// (shown by Android when the app is in the background), beside the data.
 pub fn send_body(
     token: &str,
     data: BTreeMap<String, String>,
+    notification: Option<&Notification>,
     ttl: Duration,
     urgency: Option<Urgency>,
     collapse_key: Option<&str>,
@@ -95,7 +97,17 @@ pub fn send_body(
     if let Some(key) = collapse_key {
         android.insert("collapse_key".into(), json!(key));
     }
-    json!({"message": {"token": token, "data": data, "android": android}})
+    let mut message = json!({"token": token, "data": data, "android": android});
+    if let Some(n) = notification {
+        let mut shown = Map::new();
+        for (key, value) in [("title", &n.title), ("body", &n.body)] {
+            if !value.is_empty() {
+                shown.insert(key.into(), json!(value));
+            }
+        }
+        message["notification"] = Value::Object(shown);
+    }
+    json!({ "message": message })
 }
 
 #[cfg(test)]
@@ -129,6 +141,7 @@ mod tests {
         let body = send_body(
             "tok",
             data,
+            None,
             Duration::from_secs(3600),
             Some(Urgency::Low),
             Some("room-1"),
@@ -141,10 +154,15 @@ mod tests {
         let long = send_body(
             "t",
             BTreeMap::new(),
+            Some(&Notification {
+                title: "Alice".into(),
+                body: String::new(),
+            }),
             Duration::from_secs(10 * MAX_TTL_SECS),
             None,
             None,
         );
+        assert_eq!(long["message"]["notification"], json!({"title": "Alice"}));
         assert_eq!(long["message"]["android"]["ttl"], "2419200s");
         assert_eq!(long["message"]["android"]["priority"], "high");
     }

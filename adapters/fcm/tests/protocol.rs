@@ -56,6 +56,7 @@ fn delivery(token: &str, payload: Value) -> OutboundDelivery {
         device_data: None,
         urgency: Some(Urgency::High),
         collapse_key: None,
+        notification: None,
         idempotency_key: id.to_string(),
     }
 }

@@ -44,7 +44,17 @@ pub struct GetuiSettings {
     /// request_id (0: never; set 0 when receipts are not enabled for the Getui app).
     #[serde(default = "default_receipt_timeout")]
     pub receipt_timeout_ms: u64,
+    /// `settings.strategy` of every push: channel key → 1 (Getui online, vendor channel
+    /// offline), 2 (vendor only), 3 (Getui only), 4 (vendor first). Empty: Getui's default (1).
+    /// Keys: `default ios hw xm mz op vv st hx hwq ho hoshw`.
+    #[serde(default)]
+    pub strategy: std::collections::BTreeMap<String, i64>,
 }
+
+/// The channel keys `settings.strategy` takes.
+pub const STRATEGY_KEYS: &[&str] = &[
+    "default", "ios", "hw", "xm", "mz", "op", "vv", "st", "hx", "hwq", "ho", "hoshw",
+];
 
 fn default_base_url() -> String {
     "https://restapi.getui.com".into()
@@ -81,6 +91,7 @@ impl fmt::Debug for GetuiSettings {
             .field("remote_aliases", &self.remote_aliases)
             .field("remote_alias_cache_ms", &self.remote_alias_cache_ms)
             .field("receipt_timeout_ms", &self.receipt_timeout_ms)
+            .field("strategy", &self.strategy)
             .finish()
     }
 }
@@ -122,6 +133,17 @@ impl GetuiSettings {
         }
         if !(1..=MAX_BATCH).contains(&self.max_batch) {
             return bad(format!("max_batch must be between 1 and {MAX_BATCH}"));
+        }
+        for (key, value) in &self.strategy {
+            if !STRATEGY_KEYS.contains(&key.as_str()) {
+                return bad(format!(
+                    "strategy key {key:?} is not a Getui channel (one of {})",
+                    STRATEGY_KEYS.join(", ")
+                ));
+            }
+            if !(1..=4).contains(value) {
+                return bad(format!("strategy.{key} must be 1, 2, 3 or 4, got {value}"));
+            }
         }
         Ok(())
     }

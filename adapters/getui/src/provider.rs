@@ -2,11 +2,12 @@
 //! delegation, remote alias resolution with a short cache, receipt verification.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use pushgate_api::model::Notification;
 use pushgate_api::provider::{
     CallbackError, CallbackRefusal, CallbackRequest, OutboundDelivery, ParsedReceipts,
     ParsedUpstream, PayloadError, Provider, ProviderError, ProviderLimits, Sent,
@@ -86,8 +87,34 @@ pub fn transmission(payload: &serde_json::Value) -> String {
     }
 }
 
-/// The PushDTO for one delivery.
-pub fn push_request(delivery: &OutboundDelivery) -> Result<PushRequest, ProviderError> {
+/// Getui's limits on a notification (`GTNotification`).
+pub const MAX_NOTIFICATION_TITLE: usize = 50;
+pub const MAX_NOTIFICATION_BODY: usize = 256;
+
+/// The vendor channels' offline path for a message with a notification: Android vendors
+/// (Huawei, Xiaomi, OPPO, vivo…) show `android.ups.notification` when the app is not running,
+/// iOS shows the APNs alert; the pass-through text still goes to the app as the `ios` payload.
+pub fn push_channel(notification: &Notification, text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "android": {"ups": {"notification": {
+            "title": notification.title,
+            "body": notification.body,
+            "click_type": "startapp",
+        }}},
+        "ios": {
+            "type": "notify",
+            "aps": {"alert": {"title": notification.title, "body": notification.body}, "content-available": 0},
+            "auto_badge": "+1",
+            "payload": text,
+        },
+    })
+}
+
+/// The PushDTO for one delivery; `strategy` is the provider's `settings.strategy`.
+pub fn push_request(
+    delivery: &OutboundDelivery,
+    strategy: &BTreeMap<String, i64>,
+) -> Result<PushRequest, ProviderError> {
     let text = transmission(&delivery.payload);
     let chars = text.chars().count();
     if chars > MAX_TRANSMISSION_CHARS {
@@ -103,7 +130,14 @@ pub fn push_request(delivery: &OutboundDelivery) -> Result<PushRequest, Provider
             transmission: Some(text),
             ..PushMessage::default()
         },
-        settings: Some(Settings { ttl: Some(ttl) }),
+        settings: Some(Settings {
+            ttl: Some(ttl),
+            strategy: (!strategy.is_empty()).then(|| strategy.clone()),
+        }),
+        push_channel: delivery
+            .notification
+            .as_deref()
+            .map(|n| push_channel(n, &transmission(&delivery.payload))),
         audience: Audience {
             cid: Some(vec![delivery.cid.clone()]),
             alias: None,
@@ -230,7 +264,7 @@ impl Provider for GetuiProvider {
     }
 
     async fn send(&self, delivery: &OutboundDelivery) -> Result<Sent, ProviderError> {
-        let push = push_request(delivery)?;
+        let push = push_request(delivery, &self.settings.strategy)?;
         let Some(jobs) = &self.jobs else {
             let result = self.client.push_single(&push).await?;
             return single_outcome(&result, &delivery.cid);
@@ -260,6 +294,29 @@ impl Provider for GetuiProvider {
         if chars > MAX_TRANSMISSION_CHARS {
             return Err(PayloadError::TooLarge(format!(
                 "the payload is {chars} characters; Getui transmissions take at most {MAX_TRANSMISSION_CHARS}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The vendor channels need a title and a body, within Getui's lengths.
+    fn check_notification(
+        &self,
+        _payload: &serde_json::Value,
+        notification: &Notification,
+    ) -> Result<(), PayloadError> {
+        let (t, b) = (
+            notification.title.chars().count(),
+            notification.body.chars().count(),
+        );
+        if t == 0 || b == 0 {
+            return Err(PayloadError::Refused(
+                "Getui's vendor channels need both notification.title and notification.body".into(),
+            ));
+        }
+        if t > MAX_NOTIFICATION_TITLE || b > MAX_NOTIFICATION_BODY {
+            return Err(PayloadError::TooLarge(format!(
+                "Getui notifications take a title of at most {MAX_NOTIFICATION_TITLE} and a body of at most {MAX_NOTIFICATION_BODY} characters, got {t} and {b}"
             )));
         }
         Ok(())
@@ -369,6 +426,7 @@ mod tests {
             device_data: None,
             urgency: None,
             collapse_key: None,
+            notification: None,
             idempotency_key: id.to_string(),
         }
     }
@@ -376,7 +434,7 @@ mod tests {
     #[test]
     fn push_requests_match_the_official_client_shape() {
         let d = delivery(serde_json::json!({"k": "v", "text": "hello alice"}));
-        let push = push_request(&d).expect("push");
+        let push = push_request(&d, &BTreeMap::new()).expect("push");
         let json = serde_json::to_value(&push).expect("json");
         assert_eq!(
             json["push_message"]["transmission"],
@@ -392,10 +450,12 @@ mod tests {
 
     #[test]
     fn oversized_payloads_fail_permanently() {
-        let e = push_request(&delivery(serde_json::json!("x".repeat(3073)))).expect_err("too big");
+        let none = BTreeMap::new();
+        let e = push_request(&delivery(serde_json::json!("x".repeat(3073))), &none)
+            .expect_err("too big");
         assert_eq!(e.code, "payload_too_large");
         assert!(!e.is_transient());
-        assert!(push_request(&delivery(serde_json::json!("x".repeat(3072)))).is_ok());
+        assert!(push_request(&delivery(serde_json::json!("x".repeat(3072))), &none).is_ok());
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct PushMessage {
 pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
+    /// Channel key (`default`, `ios`, `hw`, `xm`, `op`, `vv`, …) → 1–4: when the vendor
+    /// channel (Huawei, Xiaomi, OPPO, vivo, APNs…) carries the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 /// `audience` of a single push: one cid or one alias.
@@ -82,6 +86,9 @@ pub struct PushRequest {
     pub settings: Option<Settings>,
     #[serde(default)]
     pub audience: Audience,
+    /// The vendor channels' offline path: `{"android": {"ups": {…}}, "ios": {…}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_channel: Option<Value>,
 }
 
 /// `/push/single/batch/*` body.

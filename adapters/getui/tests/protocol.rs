@@ -48,6 +48,7 @@ fn delivery(cid: &str, payload: Value) -> OutboundDelivery {
         device_data: None,
         urgency: None,
         collapse_key: None,
+        notification: None,
         idempotency_key: id.to_string(),
     }
 }

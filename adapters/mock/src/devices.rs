@@ -22,6 +22,9 @@ pub struct InboxEntry {
     /// The provider data the device was bound with, as the send carried it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_data: Option<serde_json::Value>,
+    /// What the phone would show while the app is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<pushgate_api::model::Notification>,
 }
 
 #[derive(Default)]
@@ -228,6 +231,7 @@ mod tests {
             payload: serde_json::json!({"n": request_id}),
             received_at: 1,
             device_data: None,
+            notification: None,
         }
     }
 

@@ -261,6 +261,7 @@ impl Provider for MockProvider {
             payload: (*delivery.payload).clone(),
             received_at: now_ms(),
             device_data: delivery.device_data.as_deref().cloned(),
+            notification: delivery.notification.as_deref().cloned(),
         };
         let reference = delivery.idempotency_key.clone();
         let receipt = acknowledge

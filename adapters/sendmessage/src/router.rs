@@ -70,6 +70,7 @@ pub fn envelope(upstream: &UpstreamRecord) -> Option<NewMessage> {
         provider: None,
         urgency: None,
         collapse_key: None,
+        notification: None,
     })
 }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
 use pushgate_api::http_client::HttpClient;
+use pushgate_api::model::Notification;
 use pushgate_api::provider::{
     DeviceError, OutboundDelivery, PayloadError, Provider, ProviderError, ProviderLimits, Sent,
 };
@@ -118,6 +119,23 @@ impl WebPushProvider {
     }
 }
 
+/// The push data of a message with a notification: `{"payload": …, "notification":
+/// {"title", "body"}}` (with device acks `notification` joins the `{"payload", "ack"}`
+/// envelope); without one, the payload alone.
+fn content(payload: &Value, notification: Option<&Notification>, acks: bool) -> Value {
+    match notification {
+        None => payload.clone(),
+        Some(n) if acks => {
+            let mut envelope = payload.clone();
+            if let Some(fields) = envelope.as_object_mut() {
+                fields.insert("notification".into(), json!(n));
+            }
+            envelope
+        }
+        Some(n) => json!({"payload": payload, "notification": n}),
+    }
+}
+
 /// What the device gets: a JSON string payload as is, anything else as its JSON text.
 fn plaintext(payload: &Value) -> Vec<u8> {
     match payload {
@@ -147,7 +165,12 @@ impl Provider for WebPushProvider {
             .map_err(|e| ProviderError::permanent("endpoint_refused", e))?;
         let subscription = Subscription::from_base64(&sub.p256dh, &sub.auth)
             .map_err(|e| ProviderError::permanent("bad_subscription", e.to_string()))?;
-        let body = ece::encrypt(&plaintext(&delivery.payload), &subscription)
+        let data = content(
+            &delivery.payload,
+            delivery.notification.as_deref(),
+            self.settings.device_acks,
+        );
+        let body = ece::encrypt(&plaintext(&data), &subscription)
             .map_err(|e| ProviderError::permanent("payload_too_large", e.to_string()))?;
         let token = self.token(&endpoint.origin)?;
         let ttl = delivery.ttl.as_secs().clamp(0, MAX_TTL_SECS);
@@ -230,19 +253,16 @@ impl Provider for WebPushProvider {
 
     /// One aes128gcm record of 4096 bytes carries at most 3993 bytes of message.
     fn check_payload(&self, payload: &Value) -> Result<(), PayloadError> {
-        let len = plaintext(payload).len();
-        // With device acks the payload travels in `{"payload":…,"ack":"<token>"}`.
-        let room = if self.settings.device_acks {
-            ece::max_plaintext() - ACK_ENVELOPE
-        } else {
-            ece::max_plaintext()
-        };
-        if len > room {
-            return Err(PayloadError::TooLarge(format!(
-                "the payload is {len} bytes; Web Push carries at most {room} here (4 KiB encrypted)"
-            )));
-        }
-        Ok(())
+        self.check_size(payload, None)
+    }
+
+    /// The notification travels in the same record.
+    fn check_notification(
+        &self,
+        payload: &Value,
+        notification: &Notification,
+    ) -> Result<(), PayloadError> {
+        self.check_size(payload, Some(notification))
     }
 
     /// The endpoint shows; the keys do not.
@@ -255,5 +275,31 @@ impl Provider for WebPushProvider {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+impl WebPushProvider {
+    fn check_size(
+        &self,
+        payload: &Value,
+        notification: Option<&Notification>,
+    ) -> Result<(), PayloadError> {
+        let wrapped = match (notification, self.settings.device_acks) {
+            (Some(_), true) => json!({"payload": payload, "ack": ""}),
+            _ => payload.clone(),
+        };
+        let len = plaintext(&content(&wrapped, notification, self.settings.device_acks)).len();
+        // With device acks the payload travels in `{"payload":…,"ack":"<token>"}`.
+        let room = if self.settings.device_acks {
+            ece::max_plaintext() - ACK_ENVELOPE
+        } else {
+            ece::max_plaintext()
+        };
+        if len > room {
+            return Err(PayloadError::TooLarge(format!(
+                "the payload is {len} bytes; Web Push carries at most {room} here (4 KiB encrypted)"
+            )));
+        }
+        Ok(())
     }
 }

@@ -23,6 +23,8 @@ pub struct NewMessage {
     /// Messages with the same key replace each other while undelivered, where the provider
     /// supports it (Web Push `Topic`).
     pub collapse_key: Option<String>,
+    /// What the phone shows when the app is not running.
+    pub notification: Option<crate::model::Notification>,
 }
 
 impl NewMessage {
@@ -37,6 +39,7 @@ impl NewMessage {
             "provider": self.provider,
             "urgency": self.urgency,
             "collapse_key": self.collapse_key,
+            "notification": self.notification,
         });
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }

@@ -195,6 +195,46 @@ pub struct MessageRecord {
     /// Messages with the same key replace each other while undelivered (Web Push `Topic`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collapse_key: Option<String>,
+    /// What the phone shows when the app is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<Notification>,
+}
+
+/// What a phone shows when the app is not running: each provider maps it (FCM
+/// `notification`, APNs `aps.alert`, Web Push beside the payload, Getui's vendor channels).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// Longest notification title, in characters.
+pub const MAX_NOTIFICATION_TITLE: usize = 256;
+/// Longest notification body, in characters.
+pub const MAX_NOTIFICATION_BODY: usize = 2048;
+
+impl Notification {
+    /// Checks the lengths; at least one of the two is needed.
+    pub fn check(&self) -> Result<(), String> {
+        if self.title.is_empty() && self.body.is_empty() {
+            return Err("notification needs a title or a body".into());
+        }
+        let (t, b) = (self.title.chars().count(), self.body.chars().count());
+        if t > MAX_NOTIFICATION_TITLE {
+            return Err(format!(
+                "notification.title is {t} characters; the limit is {MAX_NOTIFICATION_TITLE}"
+            ));
+        }
+        if b > MAX_NOTIFICATION_BODY {
+            return Err(format!(
+                "notification.body is {b} characters; the limit is {MAX_NOTIFICATION_BODY}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How soon a message matters to its user (Web Push `Urgency`, RFC 8030 §5.3): providers may

@@ -30,6 +30,8 @@ pub struct OutboundDelivery {
     pub urgency: Option<crate::model::Urgency>,
     /// Messages with the same key replace each other while undelivered.
     pub collapse_key: Option<String>,
+    /// What the phone shows when the app is not running, if the message has it.
+    pub notification: Option<Arc<crate::model::Notification>>,
     /// Stable across retries of this delivery: providers use it as their request id so a
     /// retried send is deduplicated on their side (at most 32 characters).
     pub idempotency_key: String,
@@ -354,6 +356,16 @@ pub trait Provider: Send + Sync + 'static {
     /// unsendable message gets a 400 when it is sent (`payload_too_large`,
     /// `invalid_payload`), not a failed delivery later. Default: any.
     fn check_payload(&self, _payload: &serde_json::Value) -> Result<(), PayloadError> {
+        Ok(())
+    }
+
+    /// Checks a message's notification fits what the provider shows (with the payload, for a
+    /// provider whose limit covers both), so it gets a 400 when sent. Default: any.
+    fn check_notification(
+        &self,
+        _payload: &serde_json::Value,
+        _notification: &crate::model::Notification,
+    ) -> Result<(), PayloadError> {
         Ok(())
     }
 

@@ -31,6 +31,9 @@ pub struct MessageRequest {
     /// 1–32 characters of `A-Z a-z 0-9 - _`.
     #[serde(default)]
     pub collapse_key: Option<String>,
+    /// `{"title", "body"}`: what the phone shows when the app is not running.
+    #[serde(default)]
+    pub notification: Option<crate::model::Notification>,
 }
 
 impl MessageRequest {
@@ -56,6 +59,7 @@ impl MessageRequest {
             provider: self.provider,
             urgency: self.urgency,
             collapse_key: self.collapse_key,
+            notification: self.notification,
         })
     }
 }

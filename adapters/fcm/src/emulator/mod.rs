@@ -73,6 +73,9 @@ pub struct DeviceMessage {
     pub data: HashMap<String, String>,
     /// The `android` block as sent.
     pub android: Value,
+    /// The `notification` block, if the message had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<Value>,
     pub received_at_ms: u64,
 }
 

@@ -263,6 +263,7 @@ fn send(
             name: name.clone(),
             data,
             android: message["android"].clone(),
+            notification: message.get("notification").cloned(),
             received_at_ms: now_ms(),
         },
     );

@@ -151,6 +151,21 @@ pub fn send_body(body: &[u8]) -> Result<(Value, String), String> {
             ));
         }
     }
+    if let Some(shown) = fields.get("notification") {
+        let Some(shown) = shown.as_object() else {
+            return Err("Invalid value at 'message.notification'".into());
+        };
+        for (key, value) in shown {
+            if !matches!(key.as_str(), "title" | "body" | "image") {
+                return Err(format!("Invalid JSON payload received. Unknown name \"{key}\" at 'message.notification': Cannot find field."));
+            }
+            if !value.is_string() {
+                return Err(format!(
+                    "Invalid value at 'message.notification.{key}' (TYPE_STRING)"
+                ));
+            }
+        }
+    }
     if let Some(android) = fields.get("android") {
         let Some(android) = android.as_object() else {
             return Err("Invalid value at 'message.android'".into());

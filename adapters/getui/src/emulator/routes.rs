@@ -274,6 +274,7 @@ fn deliver(shared: &Shared, push: &PushRequest, cids: Vec<String>) -> PushResult
                 request_id: push.request_id.clone(),
                 transmission: push.push_message.transmission.clone(),
                 notification: push.push_message.notification.clone(),
+                push_channel: push.push_channel.clone(),
                 received_at: now_ms(),
             });
         queue_receipt(shared, &cid, &taskid, &msgid);

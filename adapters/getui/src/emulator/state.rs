@@ -25,6 +25,8 @@ pub struct DeviceMessage {
     pub request_id: String,
     pub transmission: Option<String>,
     pub notification: Option<Value>,
+    /// The vendor channels' part of the push (what an offline device would show).
+    pub push_channel: Option<Value>,
     pub received_at: u64,
 }
 
@@ -128,6 +130,16 @@ pub fn check_push(
             return Err(ParamError("transmission size over limit".into()));
         }
     }
+    if let Some(strategy) = push.settings.as_ref().and_then(|s| s.strategy.as_ref()) {
+        for (key, value) in strategy {
+            if !crate::config::STRATEGY_KEYS.contains(&key.as_str()) || !(1..=4).contains(value) {
+                return Err(ParamError(format!("strategy {key} is invalid")));
+            }
+        }
+    }
+    if let Some(channel) = &push.push_channel {
+        check_push_channel(channel)?;
+    }
     if let Some(ttl) = push.settings.as_ref().and_then(|s| s.ttl) {
         if !(-1..=MAX_TTL_MS).contains(&ttl) || ttl == 0 {
             return Err(ParamError("ttl is invalid".into()));
@@ -164,6 +176,55 @@ pub fn check_push(
         }
     } else if let Some(alias) = push.audience.alias.as_ref().map(|l| &l[0]) {
         check_alias(alias)?;
+    }
+    Ok(())
+}
+
+/// `push_channel` as Getui's server takes it: `android.ups` with exactly one of
+/// `notification` (title ≤ 50, body ≤ 256, a known `click_type`) and `transmission`; `ios`
+/// with `type` `notify` and an `aps` dictionary.
+fn check_push_channel(channel: &Value) -> Result<(), ParamError> {
+    let bad = |m: &str| Err(ParamError(m.into()));
+    let Some(fields) = channel.as_object() else {
+        return bad("push_channel is invalid");
+    };
+    if let Some(other) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "android" | "ios" | "harmony"))
+    {
+        return Err(ParamError(format!("push_channel.{other} is invalid")));
+    }
+    if let Some(android) = fields.get("android") {
+        let ups = &android["ups"];
+        let (n, t) = (ups.get("notification"), ups.get("transmission"));
+        if n.is_some() == t.is_some() {
+            return bad("please choose one of notification and transmission in android.ups");
+        }
+        if let Some(n) = n {
+            let title = n["title"].as_str().unwrap_or("");
+            let body = n["body"].as_str().unwrap_or("");
+            if title.is_empty() || body.is_empty() {
+                return bad("android.ups.notification title and body can not be empty");
+            }
+            if title.chars().count() > 50 || body.chars().count() > 256 {
+                return bad("android.ups.notification title or body size over limit");
+            }
+            let click = n["click_type"].as_str().unwrap_or("");
+            if !matches!(
+                click,
+                "intent" | "url" | "payload" | "payload_custom" | "startapp" | "none"
+            ) {
+                return bad("android.ups.notification click_type is invalid");
+            }
+        }
+    }
+    if let Some(ios) = fields.get("ios") {
+        if ios["type"] != "notify" {
+            return bad("ios.type is invalid");
+        }
+        if !ios["aps"].is_object() {
+            return bad("ios.aps is invalid");
+        }
     }
     Ok(())
 }
@@ -247,8 +308,32 @@ mod tests {
                 cid: Some(vec!["c1".into()]),
                 alias: None,
             },
+            push_channel: None,
         };
         assert!(check_push(&good, false, "unknown").is_ok());
+        let n = pushgate_api::model::Notification {
+            title: "Alice".into(),
+            body: "hi".into(),
+        };
+        let mut offline = good.clone();
+        offline.push_channel = Some(crate::provider::push_channel(&n, "x"));
+        assert!(check_push(&offline, false, "unknown").is_ok());
+        let mut untitled = good.clone();
+        untitled.push_channel = Some(
+            serde_json::json!({"android": {"ups": {"notification": {"title": "", "body": "b", "click_type": "startapp"}}}}),
+        );
+        assert!(check_push(&untitled, false, "unknown").is_err());
+        let mut both_ups = good.clone();
+        both_ups.push_channel = Some(
+            serde_json::json!({"android": {"ups": {"notification": {"title": "t", "body": "b", "click_type": "startapp"}, "transmission": "x"}}}),
+        );
+        assert!(check_push(&both_ups, false, "unknown").is_err());
+        let mut bad_strategy = good.clone();
+        bad_strategy.settings = Some(crate::wire::Settings {
+            ttl: None,
+            strategy: Some([("hw".to_string(), 5)].into_iter().collect()),
+        });
+        assert!(check_push(&bad_strategy, false, "unknown").is_err());
         let mut bad = good.clone();
         bad.request_id = "short".into();
         assert!(check_push(&bad, false, "unknown").is_err());

@@ -96,7 +96,7 @@ impl Engine {
             }
         }
         let devices = self.resolve(app, &msg.to, msg.provider.as_deref()).await?;
-        self.check_payload(&devices, &msg.payload)?;
+        self.check_payload(&devices, &msg.payload, msg.notification.as_ref())?;
         let now = now_ms();
         let record = MessageRecord {
             id: MessageId::generate(),
@@ -112,6 +112,7 @@ impl Engine {
             system: false,
             urgency: msg.urgency,
             collapse_key: msg.collapse_key.clone(),
+            notification: msg.notification.clone(),
         };
         let id = record.id;
         let mut ops = self.plan_message(record, &devices, now);
@@ -157,6 +158,10 @@ impl Engine {
                 ));
             }
         }
+        if let Some(n) = &msg.notification {
+            n.check()
+                .map_err(|e| EngineError::invalid("invalid_notification", e))?;
+        }
         if let Some(from) = &msg.from {
             validate::alias(from)
                 .map_err(|e| EngineError::invalid("invalid_from", format!("from: {}", e.0)))?;
@@ -199,6 +204,7 @@ impl Engine {
         &self,
         devices: &[Recipient],
         payload: &serde_json::Value,
+        notification: Option<&crate::model::Notification>,
     ) -> Result<(), EngineError> {
         let mut checked: Vec<&str> = Vec::new();
         for r in devices {
@@ -208,7 +214,13 @@ impl Engine {
             }
             checked.push(name);
             if let Some(provider) = self.providers.get(name) {
-                provider.check_payload(payload).map_err(|e| {
+                let checked = provider
+                    .check_payload(payload)
+                    .and_then(|()| match notification {
+                        Some(n) => provider.check_notification(payload, n),
+                        None => Ok(()),
+                    });
+                checked.map_err(|e| {
                     EngineError::invalid(e.code(), format!("provider {name:?}: {e}"))
                 })?;
             }

@@ -212,6 +212,7 @@ impl Engine {
             system: true,
             urgency: message.urgency,
             collapse_key: None,
+            notification: None,
         };
         ops.extend(self.plan_message(record, &devices, now));
         Ok(())

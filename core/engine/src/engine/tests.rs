@@ -157,6 +157,7 @@ async fn accept_with_ttl(f: &Fixture, ttl: Option<Duration>) -> (DeliveryId, u64
                 provider: None,
                 urgency: None,
                 collapse_key: None,
+                notification: None,
             },
         )
         .await
@@ -400,6 +401,7 @@ async fn concurrent_requests_with_one_request_id_create_one_message() {
         provider: None,
         urgency: None,
         collapse_key: None,
+        notification: None,
     };
     let mut tasks = Vec::new();
     for _ in 0..8 {

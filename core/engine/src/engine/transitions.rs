@@ -134,6 +134,7 @@ impl Engine {
             device_data: delivery.device_data.clone().map(std::sync::Arc::new),
             urgency: message.urgency,
             collapse_key: message.collapse_key.clone(),
+            notification: message.notification.clone().map(std::sync::Arc::new),
             idempotency_key: id.to_string(),
         };
         Ok(Some((outbound, delivery.provider, now)))
