@@ -7,7 +7,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -15,42 +14,10 @@ use serde_json::json;
 use support::app_server::AppServer;
 use support::eventually;
 use support::gateway::{config, GatewayProcess};
+use support::plugins::{root, rust_plugin};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SECRET: &str = "plugin-receipt-secret-0123";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Builds the Rust example plugins once (their own target dir: no lock on the outer build).
-fn rust_plugins() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let target = root().join("target").join("plugin-tests");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pushgate-plugin-webhook-provider",
-                "-p",
-                "pushgate-plugin-faulty",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .status()
-            .expect("run cargo build for the plugins");
-        assert!(status.success(), "building the example plugins failed");
-        target.join("debug")
-    })
-}
-
-fn rust_plugin(name: &str) -> PathBuf {
-    rust_plugins().join(format!("libpushgate_plugin_{name}.so"))
-}
 
 /// Builds the C plugin (with `defines`) into `dir` with the system cc.
 fn c_plugin(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {

@@ -5,128 +5,18 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use p256::ecdsa::signature::Verifier;
-use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::json;
 use support::app_server::AppServer;
 use support::eventually;
 use support::gateway::{config, GatewayProcess};
+use support::webpush::{b64, push_service, unb64, Browser, PushService as Service};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-fn unb64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .expect("base64url")
-}
-
-/// A browser's subscription: its key pair and auth secret.
-struct Browser {
-    key: p256::SecretKey,
-    auth: [u8; 16],
-}
-
-impl Browser {
-    fn new() -> Self {
-        Browser {
-            key: p256::SecretKey::random(&mut rand::rngs::OsRng),
-            auth: rand::random(),
-        }
-    }
-
-    fn p256dh(&self) -> String {
-        b64(self.key.public_key().to_encoded_point(false).as_bytes())
-    }
-
-    /// Decrypts an aes128gcm body as a browser does.
-    fn decrypt(&self, body: &[u8]) -> Vec<u8> {
-        pushgate_webpush::ece::decrypt(body, &self.key, &self.auth).expect("authentic")
-    }
-}
-
-/// A push as the service got it: headers and encrypted body.
-type Push = (http::HeaderMap, Vec<u8>);
-
-/// What the push service got, by subscription path.
-#[derive(Default)]
-struct Service {
-    received: Mutex<HashMap<String, Vec<Push>>>,
-    busy_once: Mutex<bool>,
-}
-
-async fn push_service(service: Arc<Service>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let service = service.clone();
-            tokio::spawn(async move {
-                let handler = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let service = service.clone();
-                    async move {
-                        let path = req.uri().path().to_string();
-                        let headers = req.headers().clone();
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes().to_vec())
-                            .unwrap_or_default();
-                        let status = if path.starts_with("/expired/") {
-                            410
-                        } else if path.starts_with("/busy/")
-                            && std::mem::replace(
-                                &mut *service.busy_once.lock().expect("lock"),
-                                false,
-                            )
-                        {
-                            429
-                        } else {
-                            service
-                                .received
-                                .lock()
-                                .expect("lock")
-                                .entry(path)
-                                .or_default()
-                                .push((headers, body));
-                            201
-                        };
-                        let mut answer = hyper::Response::new(Full::new(Bytes::new()));
-                        *answer.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
-                        if status == 429 {
-                            answer
-                                .headers_mut()
-                                .insert("retry-after", http::HeaderValue::from_static("1"));
-                        }
-                        Ok::<_, std::convert::Infallible>(answer)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), handler)
-                    .await;
-            });
-        }
-    });
-    url
-}
 
 /// A VAPID key written to `dir/vapid.pem`, and the `[[providers]]` table of a Web Push
 /// provider using it (`extra` adds keys).

@@ -7,7 +7,8 @@
 //! `device.unregistered`; the metrics carry the provider's label.
 //!
 //! A new adapter gets its tests by implementing [`suite::Peer`] in `peers.rs` and adding one
-//! line below.
+//! line below. The suite needs a peer to say how its provider answers; it never skips a check
+//! silently (a provider with no "device gone" answer prints so).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -28,3 +29,5 @@ conformance!(mock_conforms, peers::MockPeer);
 conformance!(getui_conforms, peers::GetuiPeer);
 conformance!(fcm_conforms, peers::FcmPeer);
 conformance!(apns_conforms, peers::ApnsPeer);
+conformance!(webpush_conforms, peers::WebPushPeer);
+conformance!(plugin_conforms, peers::PluginPeer);

@@ -302,3 +302,254 @@ impl Peer for ApnsPeer {
         ))
     }
 }
+
+/// `kind = "webpush"`: a push service in the test whose browsers decrypt each push and post
+/// its ack (device acks); the VAPID key file is named relative to the config.
+pub struct WebPushPeer {
+    service: std::sync::Arc<crate::support::webpush::PushService>,
+    url: String,
+}
+
+impl WebPushPeer {
+    fn path(device: &Device) -> String {
+        device
+            .data
+            .as_ref()
+            .and_then(|d| d["endpoint"].as_str())
+            .map_or(String::new(), |e| {
+                e.split_once("//")
+                    .and_then(|(_, rest)| rest.split_once('/'))
+                    .map(|(_, path)| format!("/{path}"))
+                    .unwrap_or_default()
+            })
+    }
+
+    /// A subscription at `path` whose browser decrypts and acks.
+    fn subscription(&self, cid: &str, path: &str) -> Device {
+        let browser = crate::support::webpush::Browser::new();
+        let keys = browser.keys();
+        self.service
+            .browsers
+            .lock()
+            .expect("lock")
+            .insert(path.to_string(), browser);
+        Device {
+            cid: cid.to_string(),
+            data: Some(
+                serde_json::json!({"endpoint": format!("{}{path}", self.url), "keys": keys}),
+            ),
+        }
+    }
+}
+
+impl Peer for WebPushPeer {
+    const NAME: &'static str = "webpush";
+
+    async fn start(dir: &Path) -> Self {
+        let key = pushgate_webpush::vapid::VapidKey::generate();
+        std::fs::write(dir.join("vapid.pem"), key.to_pem().expect("pem")).expect("key file");
+        let service = std::sync::Arc::new(crate::support::webpush::PushService::default());
+        let url = crate::support::webpush::push_service(service.clone()).await;
+        WebPushPeer { service, url }
+    }
+
+    fn provider_table(&self) -> String {
+        "[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"vapid.pem\"\nsubject = \"mailto:ops@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\ntimeout_ms = 3000\ndevice_acks = true\nreceipt_timeout_ms = 10000\n"
+            .into()
+    }
+
+    fn connect(&self, gateway: &str) {
+        *self.service.ack_url.lock().expect("lock") = Some(format!("{gateway}/v1/device-acks"));
+    }
+
+    fn device(&self, n: usize) -> Device {
+        self.subscription(&format!("browser-{n}"), &format!("/sub/{n}"))
+    }
+
+    /// The push service refuses the gateway's VAPID token.
+    fn refused_device(&self) -> (Device, &'static str) {
+        (
+            self.subscription("browser-refused", "/forbidden/1"),
+            "vapid_rejected",
+        )
+    }
+
+    fn gone_device(&self) -> Option<Device> {
+        Some(self.subscription("browser-gone", "/expired/1"))
+    }
+
+    fn fail_transiently(&self, on: bool) {
+        self.service
+            .failing
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The delivery id in each push's ack token (`<delivery id>.<mac>`).
+    async fn received(&self, device: &Device) -> Vec<String> {
+        self.service
+            .decrypted(&Self::path(device))
+            .iter()
+            .filter_map(|p| p["ack"].as_str()?.split('.').next().map(str::to_string))
+            .collect()
+    }
+
+    async fn shown(&self, device: &Device) -> Option<(String, String)> {
+        let pushes = self.service.decrypted(&Self::path(device));
+        let n = &pushes.last()?["notification"];
+        Some((n["title"].as_str()?.into(), n["body"].as_str()?.into()))
+    }
+}
+
+/// `kind = "plugin"`: the webhook provider plugin, POSTing to device endpoints in the test
+/// that answer and send signed receipts back. The plugin ABI has no "device gone" status.
+pub struct PluginPeer {
+    devices: std::sync::Arc<PluginDevices>,
+    /// The device endpoints' origin.
+    url: String,
+}
+
+const PLUGIN_SECRET: &str = "conformance-plugin-secret-0123";
+
+#[derive(Default)]
+struct PluginDevices {
+    /// What each device endpoint got: `(X-Pushgate-Delivery, body)`.
+    received: Mutex<std::collections::HashMap<String, Vec<(String, serde_json::Value)>>>,
+    failing: std::sync::atomic::AtomicBool,
+    gateway: Mutex<Option<String>>,
+}
+
+impl PluginDevices {
+    /// A device endpoint's answer: 503 while failing, 400 for `refused…` cids, else 200 and a
+    /// signed receipt to the gateway.
+    fn answer(&self, cid: &str, reference: &str, body: serde_json::Value) -> u16 {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return 503;
+        }
+        if cid.starts_with("refused") {
+            return 400;
+        }
+        self.received
+            .lock()
+            .expect("lock")
+            .entry(cid.to_string())
+            .or_default()
+            .push((reference.to_string(), body));
+        if let Some(gateway) = self.gateway.lock().expect("lock").clone() {
+            let line = pushgate_plugin_webhook_provider::receipt_line(
+                PLUGIN_SECRET,
+                reference,
+                cid,
+                "delivered",
+            );
+            tokio::spawn(async move {
+                Api::new(&gateway, None)
+                    .post_text("/v1/callbacks/hook/receipts", &line)
+                    .await;
+            });
+        }
+        200
+    }
+}
+
+async fn serve_plugin_devices(devices: std::sync::Arc<PluginDevices>) -> String {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let devices = devices.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let devices = devices.clone();
+                        async move {
+                            let cid = req.uri().path().trim_start_matches("/devices/").to_string();
+                            let reference = req
+                                .headers()
+                                .get("x-pushgate-delivery")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let json = serde_json::from_slice(&body).unwrap_or_default();
+                            let status = devices.answer(&cid, &reference, json);
+                            let mut answer = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            ));
+                            *answer.status_mut() =
+                                hyper::StatusCode::from_u16(status).expect("status");
+                            Ok::<_, std::convert::Infallible>(answer)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+impl Peer for PluginPeer {
+    const NAME: &'static str = "hook";
+
+    async fn start(_dir: &Path) -> Self {
+        let devices = std::sync::Arc::new(PluginDevices::default());
+        let url = serve_plugin_devices(devices.clone()).await;
+        PluginPeer { devices, url }
+    }
+
+    fn provider_table(&self) -> String {
+        format!(
+            "[[providers]]\nname = \"hook\"\nkind = \"plugin\"\npath = \"{}\"\nreceipt_timeout_ms = 10000\noptions = {{ url = \"{}/devices/{{cid}}\", secret = \"{PLUGIN_SECRET}\" }}\n",
+            crate::support::plugins::rust_plugin("webhook_provider").display(),
+            self.url
+        )
+    }
+
+    fn connect(&self, gateway: &str) {
+        *self.devices.gateway.lock().expect("lock") = Some(gateway.to_string());
+    }
+
+    fn device(&self, n: usize) -> Device {
+        Device::cid(&format!("phone-{n}"))
+    }
+
+    fn refused_device(&self) -> (Device, &'static str) {
+        (Device::cid("refused-1"), "http_400")
+    }
+
+    fn gone_device(&self) -> Option<Device> {
+        None
+    }
+
+    fn fail_transiently(&self, on: bool) {
+        self.devices
+            .failing
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn received(&self, device: &Device) -> Vec<String> {
+        self.devices
+            .received
+            .lock()
+            .expect("lock")
+            .get(&device.cid)
+            .map(|all| all.iter().map(|(r, _)| r.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    async fn shown(&self, device: &Device) -> Option<(String, String)> {
+        let all = self.devices.received.lock().expect("lock");
+        let n = &all.get(&device.cid)?.last()?.1["notification"];
+        Some((n["title"].as_str()?.into(), n["body"].as_str()?.into()))
+    }
+}

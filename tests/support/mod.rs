@@ -6,7 +6,9 @@
 pub mod app_server;
 pub mod client;
 pub mod gateway;
+pub mod plugins;
 pub mod postgres;
+pub mod webpush;
 
 use std::future::Future;
 use std::time::Duration;

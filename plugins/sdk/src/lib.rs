@@ -44,6 +44,10 @@ pub struct Delivery {
     pub attempt: u32,
     /// Stable across retries: use it as the provider's request id.
     pub idempotency_key: String,
+    /// `{"title", "body"}`: what the phone shows when the app is not running, if the message
+    /// has it.
+    #[serde(default)]
+    pub notification: Option<serde_json::Value>,
 }
 
 /// A successful hand-off.

@@ -71,15 +71,18 @@ impl Plugin for WebhookProvider {
                 message: e,
             }
         })?;
-        let body = json!({
+        let mut body = json!({
             "delivery_id": d.delivery_id,
             "message_id": d.message_id,
             "cid": d.cid,
             "from": d.from,
             "payload": d.payload,
             "ttl_ms": d.ttl_ms,
-        })
-        .to_string();
+        });
+        if let Some(n) = &d.notification {
+            body["notification"] = n.clone();
+        }
+        let body = body.to_string();
         let mut headers = vec![("X-Pushgate-Delivery".to_string(), d.idempotency_key.clone())];
         if let Some(secret) = &self.secret {
             headers.push((
