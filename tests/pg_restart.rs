@@ -87,12 +87,16 @@ async fn a_database_restart_answers_503_meanwhile_and_loses_nothing() {
     .await;
     let after = after.json["message_id"].as_str().expect("id").to_string();
     for id in [&before, &after] {
-        eventually(WAIT, &format!("{id} delivered"), || {
-            let api = api.clone();
-            let id = id.clone();
-            async move { (api.states(&id).await == ["delivered"]).then_some(()) }
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while api.states(id).await != ["delivered"] {
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{id} not delivered within {WAIT:?}: {}",
+                    api.message(id).await.text
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let inbox = api.inbox("mock", "bob-phone").await;
     let payloads: Vec<&str> = inbox.iter().filter_map(|m| m["payload"].as_str()).collect();

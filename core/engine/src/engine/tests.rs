@@ -431,3 +431,71 @@ async fn concurrent_requests_with_one_request_id_create_one_message() {
     let conflict = f.engine.accept("app", other).await.expect_err("conflict");
     assert_eq!(conflict.code(), "idempotency_conflict");
 }
+
+/// The in-memory engine, whose next write can be made to fail (a database gone mid-step).
+#[derive(Default)]
+struct FlakyKv {
+    inner: pushgate_store_kv::memory::MemoryKv,
+    fail_next_write: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl pushgate_store_kv::Kv for FlakyKv {
+    type Bytes = Arc<[u8]>;
+    type Iter<'a> = pushgate_store_kv::memory::MemoryIter<'a>;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Arc<[u8]>>, crate::error::StoreError> {
+        self.inner.get(key)
+    }
+    fn range(&self, start: Vec<u8>, end: Option<Vec<u8>>) -> Self::Iter<'_> {
+        self.inner.range(start, end)
+    }
+    fn write(&self, batch: Vec<pushgate_store_kv::Write1>) -> Result<(), crate::error::StoreError> {
+        if self.fail_next_write.swap(false, Ordering::SeqCst) {
+            return Err(crate::error::StoreError::Backend(
+                "connection lost (test)".into(),
+            ));
+        }
+        self.inner.write(batch)
+    }
+    async fn commit(&self) -> Result<(), crate::error::StoreError> {
+        self.inner.commit().await
+    }
+}
+
+#[tokio::test]
+async fn a_send_whose_record_failed_is_settled_by_the_receipt_kept_meanwhile() {
+    let store = Arc::new(pushgate_store_kv::KvStore::new(FlakyKv::default()).expect("store"));
+    let provider = Arc::new(Counting {
+        sends: AtomicUsize::new(0),
+        receipt_timeout: Some(Duration::from_secs(60)),
+        script: Default::default(),
+        device_acks: false,
+    });
+    let app = AppSettings {
+        id: "app".into(),
+        default_provider: "p".into(),
+        max_devices_per_alias: 10,
+        webhooks: false,
+        max_backlog: 0,
+    };
+    let engine = Engine::new(
+        store.clone() as Arc<dyn Store>,
+        vec![provider.clone() as Arc<dyn Provider>],
+        vec![app],
+        EngineSettings::default(),
+        None,
+    );
+    let f = Fixture { engine, provider };
+    let (id, due) = accept_one(&f).await;
+    // The device's receipt came before the send was recorded: kept.
+    assert_eq!(f.receipt(id).await.early, 1);
+    // The provider takes the send, but recording it fails (the database went away).
+    store.kv().fail_next_write.store(true, Ordering::SeqCst);
+    assert!(f.engine.deliver(due, id).await.is_err());
+    assert_eq!(f.provider.sends.load(Ordering::SeqCst), 1);
+    // The kept receipt settles it as soon as the store answers: no resend, no receipt timeout.
+    let d = f.delivery(id).await;
+    assert_eq!(d.state, DeliveryState::Delivered, "{d:?}");
+    assert_eq!(d.next_attempt_at, None);
+}

@@ -42,10 +42,33 @@ impl Engine {
         };
         metrics::histogram!(m::PROVIDER_SEND_SECONDS, "provider" => provider_name.clone())
             .record(started.elapsed().as_secs_f64());
+        // Device acks name the delivery, and an ack may come before this answer is recorded
+        // (kept as an early receipt under the delivery id): its reference is the delivery id,
+        // whatever the provider calls the message (FCM's message name).
+        let result = result.map(|sent| {
+            if provider.device_acks() && sent.provider_ref != id.to_string() {
+                tracing::debug!(delivery = %id, provider_ref = %sent.provider_ref, "sent");
+                Sent {
+                    provider_ref: id.to_string(),
+                }
+            } else {
+                sent
+            }
+        });
         let healthy = !matches!(&result, Err(e) if e.is_transient());
-        let sent = self
+        let sent = match self
             .retrying(|| self.finish_send(id, started_at, result.clone()))
-            .await?;
+            .await
+        {
+            Ok(sent) => sent,
+            Err(e) => {
+                if let Ok(s) = &result {
+                    self.settle_kept_receipt_after_failure(id, &s.provider_ref)
+                        .await;
+                }
+                return Err(e);
+            }
+        };
         if let Err(error) = &result {
             if error.unregistered {
                 let device = DeviceRef {
@@ -62,6 +85,23 @@ impl Engine {
                 .await?;
         }
         Ok(Some(healthy))
+    }
+
+    /// After the provider took a send but recording it failed: the record may have committed
+    /// all the same (a connection lost after COMMIT), and a receipt that came meanwhile was
+    /// kept with no one left to look for it, so the delivery would wait for its receipt
+    /// timeout. Looks for that receipt until the store answers (30 tries, a second apart); a
+    /// verified receipt settles the delivery whether the record committed or not.
+    async fn settle_kept_receipt_after_failure(&self, id: DeliveryId, reference: &str) {
+        for _ in 0..30 {
+            match self.apply_early_receipt(id, reference).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(delivery = %id, error = %e, "looking for a kept receipt failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 
     /// Builds what the provider gets for a delivery due at `due`, with its provider and the
@@ -161,23 +201,6 @@ impl Engine {
         delivery.transition_because(DeliveryState::Sending, started_at, resend);
         let mut ops = Vec::new();
         let provider = delivery.provider.clone();
-        // Device acks name the delivery, and an ack may come before this answer is recorded
-        // (kept as an early receipt under the delivery id): its reference is the delivery id,
-        // whatever the provider calls the message (FCM's message name).
-        let device_acks = self
-            .providers
-            .get(&provider)
-            .is_some_and(|p| p.device_acks());
-        let result = result.map(|sent| {
-            if device_acks && sent.provider_ref != id.to_string() {
-                tracing::debug!(delivery = %id, provider_ref = %sent.provider_ref, "sent");
-                Sent {
-                    provider_ref: id.to_string(),
-                }
-            } else {
-                sent
-            }
-        });
         match result {
             Ok(sent) => {
                 ops.push(WriteOp::PutReference {
