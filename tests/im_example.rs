@@ -57,10 +57,15 @@ fn the_chat_runs_over_getui() {
     );
 }
 
-#[test]
-fn the_chat_runs_over_web_push_with_device_acks() {
-    let out = run("webpush");
-    assert!(out.contains("sent to provider webpush"), "{out}");
+/// Runs the chat over `provider`, whose devices acknowledge themselves (no upstream), and
+/// checks both messages were delivered with their senders notified.
+fn chat_with_device_acks(provider: &str) {
+    let out = run(provider);
+    assert!(
+        out.contains(&format!("sent to provider {provider}")),
+        "{out}"
+    );
+    assert!(out.contains("received by bob's device bob-phone"), "{out}");
     assert!(
         out.contains(
             "summary: 2 messages, 2 delivered, 2 senders notified, 0 forged webhooks refused"
@@ -68,31 +73,19 @@ fn the_chat_runs_over_web_push_with_device_acks() {
         "{out}"
     );
     assert!(out.contains("alice notified ✓✓"), "{out}");
+}
+
+#[test]
+fn the_chat_runs_over_web_push_with_device_acks() {
+    chat_with_device_acks("webpush");
 }
 
 #[test]
 fn the_chat_runs_over_fcm_with_device_acks() {
-    let out = run("fcm");
-    assert!(out.contains("sent to provider fcm"), "{out}");
-    assert!(out.contains("received by bob's device bob-phone"), "{out}");
-    assert!(
-        out.contains(
-            "summary: 2 messages, 2 delivered, 2 senders notified, 0 forged webhooks refused"
-        ),
-        "{out}"
-    );
-    assert!(out.contains("alice notified ✓✓"), "{out}");
+    chat_with_device_acks("fcm");
 }
 
 #[test]
 fn the_chat_runs_over_apns_with_device_acks() {
-    let out = run("apns");
-    assert!(out.contains("sent to provider apns"), "{out}");
-    assert!(out.contains("received by bob's device bob-phone"), "{out}");
-    assert!(
-        out.contains(
-            "summary: 2 messages, 2 delivered, 2 senders notified, 0 forged webhooks refused"
-        ),
-        "{out}"
-    );
+    chat_with_device_acks("apns");
 }

@@ -118,20 +118,14 @@ impl ApnsSettings {
         if self.private_key_file.as_os_str().is_empty() {
             return bad("private_key_file must name the .p8 key".into());
         }
-        if self.concurrency == 0 || self.concurrency > 4096 {
-            return bad("concurrency must be between 1 and 4096".into());
-        }
-        if self.qps == Some(0) {
-            return bad("qps must be at least 1 (leave it out for no cap)".into());
-        }
-        if self.timeout_ms == 0 {
-            return bad("timeout_ms must be at least 1".into());
-        }
-        if self.receipt_timeout_ms > 0 && !self.device_acks {
-            return bad(
-                "receipt_timeout_ms needs device_acks = true (APNs has no receipts)".into(),
-            );
-        }
+        pushgate_api::validate::sending_limits(
+            self.concurrency,
+            self.qps,
+            self.timeout_ms,
+            self.device_acks,
+            self.receipt_timeout_ms,
+        )
+        .map_err(|e| ApnsError::Config(e.0))?;
         Ok(())
     }
 }

@@ -75,18 +75,14 @@ impl FcmSettings {
             ))
             }
         }
-        if self.concurrency == 0 || self.concurrency > 4096 {
-            return bad("concurrency must be between 1 and 4096".into());
-        }
-        if self.qps == Some(0) {
-            return bad("qps must be at least 1 (leave it out for no cap)".into());
-        }
-        if self.timeout_ms == 0 {
-            return bad("timeout_ms must be at least 1".into());
-        }
-        if self.receipt_timeout_ms > 0 && !self.device_acks {
-            return bad("receipt_timeout_ms needs device_acks = true (FCM has no receipts)".into());
-        }
+        pushgate_api::validate::sending_limits(
+            self.concurrency,
+            self.qps,
+            self.timeout_ms,
+            self.device_acks,
+            self.receipt_timeout_ms,
+        )
+        .map_err(|e| FcmError::Config(e.0))?;
         if self.service_account_file.as_os_str().is_empty() {
             return bad("service_account_file must name the service account key file".into());
         }

@@ -52,12 +52,14 @@ impl WebPushSettings {
                 self.subject
             ));
         }
-        if self.concurrency == 0 || self.concurrency > 4096 {
-            return bad("concurrency must be between 1 and 4096".into());
-        }
-        if self.timeout_ms == 0 {
-            return bad("timeout_ms must be at least 1".into());
-        }
+        pushgate_api::validate::sending_limits(
+            self.concurrency,
+            None,
+            self.timeout_ms,
+            self.device_acks,
+            self.receipt_timeout_ms,
+        )
+        .map_err(|e| WebPushError::Config(e.0))?;
         if let Some(g) = self
             .allowed_endpoints
             .iter()

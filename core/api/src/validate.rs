@@ -36,6 +36,32 @@ pub fn alias(value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// The sending limits of a provider's settings: `concurrency` 1–4096, `qps` at least 1 when
+/// given, `timeout_ms` at least 1, and `receipt_timeout_ms` only with `device_acks` (a
+/// provider with no receipts of its own); the error names the key.
+pub fn sending_limits(
+    concurrency: usize,
+    qps: Option<u32>,
+    timeout_ms: u64,
+    device_acks: bool,
+    receipt_timeout_ms: u64,
+) -> Result<(), Invalid> {
+    let bad = |m: &str| Err(Invalid(m.into()));
+    if concurrency == 0 || concurrency > 4096 {
+        return bad("concurrency must be between 1 and 4096");
+    }
+    if qps == Some(0) {
+        return bad("qps must be at least 1 (leave it out for no cap)");
+    }
+    if timeout_ms == 0 {
+        return bad("timeout_ms must be at least 1");
+    }
+    if receipt_timeout_ms > 0 && !device_acks {
+        return bad("receipt_timeout_ms needs device_acks = true (this provider has no receipts)");
+    }
+    Ok(())
+}
+
 /// A provider client id: 1 to 64 ASCII letters, digits or `_ - . :`.
 pub fn cid(value: &str) -> Result<(), Invalid> {
     if value.is_empty() {

@@ -83,7 +83,15 @@ fn fixture_with(
 }
 
 fn fixture_of(provider: Counting, settings: EngineSettings) -> Fixture {
-    let store: Arc<dyn Store> = Arc::new(pushgate_store_kv::memory_store());
+    fixture_on(
+        Arc::new(pushgate_store_kv::memory_store()),
+        provider,
+        settings,
+    )
+}
+
+/// An engine on `store` with one app and `provider`.
+fn fixture_on(store: Arc<dyn Store>, provider: Counting, settings: EngineSettings) -> Fixture {
     let provider = Arc::new(provider);
     let app = AppSettings {
         id: "app".into(),
@@ -466,27 +474,16 @@ impl pushgate_store_kv::Kv for FlakyKv {
 #[tokio::test]
 async fn a_send_whose_record_failed_is_settled_by_the_receipt_kept_meanwhile() {
     let store = Arc::new(pushgate_store_kv::KvStore::new(FlakyKv::default()).expect("store"));
-    let provider = Arc::new(Counting {
-        sends: AtomicUsize::new(0),
-        receipt_timeout: Some(Duration::from_secs(60)),
-        script: Default::default(),
-        device_acks: false,
-    });
-    let app = AppSettings {
-        id: "app".into(),
-        default_provider: "p".into(),
-        max_devices_per_alias: 10,
-        webhooks: false,
-        max_backlog: 0,
-    };
-    let engine = Engine::new(
-        store.clone() as Arc<dyn Store>,
-        vec![provider.clone() as Arc<dyn Provider>],
-        vec![app],
+    let f = fixture_on(
+        store.clone(),
+        Counting {
+            sends: AtomicUsize::new(0),
+            receipt_timeout: Some(Duration::from_secs(60)),
+            script: Default::default(),
+            device_acks: false,
+        },
         EngineSettings::default(),
-        None,
     );
-    let f = Fixture { engine, provider };
     let (id, due) = accept_one(&f).await;
     // The device's receipt came before the send was recorded: kept.
     assert_eq!(f.receipt(id).await.early, 1);
