@@ -187,6 +187,14 @@ impl Gateway {
             max_callback: config.server.max_callback_bytes,
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
             device_acks: crate::http::RateLimit::new(config.server.device_ack_rps),
+            matrix: crate::http::MatrixState {
+                config: config.matrix.clone(),
+                apps: config.matrix_apps.clone(),
+                limit: config
+                    .matrix
+                    .per_source_rps
+                    .map(crate::http::PerSourceLimit::new),
+            },
             metrics,
             ready: true.into(),
         });

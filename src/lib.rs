@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod matrix;
 pub mod plugin_host;
 pub mod providers;
 pub mod telemetry;

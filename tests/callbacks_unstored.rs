@@ -81,6 +81,11 @@ async fn callbacks_that_cannot_be_stored_are_refused_so_the_provider_retries() {
         metrics: None,
         ready: true.into(),
         device_acks: pushgate::http::RateLimit::new(100),
+        matrix: pushgate::http::MatrixState {
+            config: Default::default(),
+            apps: Vec::new(),
+            limit: None,
+        },
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));

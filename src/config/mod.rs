@@ -2,6 +2,7 @@
 //! and the embedded default.
 
 mod expand;
+pub mod matrix;
 pub mod providers;
 
 use std::fmt;
@@ -310,6 +311,10 @@ struct RawConfig {
     #[serde(default)]
     log: LogConfig,
     #[serde(default)]
+    matrix: matrix::MatrixConfig,
+    #[serde(default)]
+    matrix_apps: Vec<toml::Spanned<matrix::MatrixApp>>,
+    #[serde(default)]
     apps: Vec<toml::Spanned<AppConfig>>,
     #[serde(default)]
     providers: Vec<toml::Spanned<RawProvider>>,
@@ -323,6 +328,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub matrix: matrix::MatrixConfig,
+    pub matrix_apps: Vec<matrix::MatrixApp>,
     pub apps: Vec<AppConfig>,
     pub providers: Vec<ProviderConfig>,
     /// Where it came from: a file name, or "embedded default".
@@ -395,12 +402,25 @@ impl Config {
             }
             apps.push(app);
         }
+        let mut matrix_apps = Vec::new();
+        for spanned in &raw.matrix_apps {
+            let at = Located {
+                file,
+                text: &text,
+                span: spanned.span(),
+            };
+            let entry = spanned.get_ref().clone();
+            matrix::validate_matrix_app(&entry, &apps, &providers, &at)?;
+            matrix_apps.push(entry);
+        }
         let config = Config {
             server: raw.server,
             delivery: raw.delivery,
             webhooks: raw.webhooks,
             store: raw.store,
             log: raw.log,
+            matrix: raw.matrix,
+            matrix_apps,
             apps,
             providers,
             source: file.to_string(),
@@ -567,6 +587,7 @@ impl Config {
             pushgate_engine::validate::name("node_id", node)
                 .map_err(|e| err("store", "node_id", e.0))?;
         }
+        matrix::validate_matrix(&self.matrix, |key, m| err("matrix", key, m))?;
         if self.server.device_ack_rps == 0 {
             return Err(err("server", "device_ack_rps", "must be at least 1".into()));
         }
@@ -600,6 +621,8 @@ impl Config {
             webhooks: WebhookConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            matrix: matrix::MatrixConfig::default(),
+            matrix_apps: Vec::new(),
             apps: vec![AppConfig {
                 id: "demo".into(),
                 api_keys: vec![api_key],

@@ -39,6 +39,48 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// Paces `POST /v1/device-acks` (no API key).
     pub device_acks: RateLimit,
+    /// The Matrix push gateway API's settings and app map.
+    pub matrix: MatrixState,
+}
+
+/// What `POST /_matrix/push/v1/notify` needs.
+pub struct MatrixState {
+    pub config: crate::config::matrix::MatrixConfig,
+    pub apps: Vec<crate::config::matrix::MatrixApp>,
+    /// `[matrix] per_source_rps`, if set.
+    pub limit: Option<PerSourceLimit>,
+}
+
+/// The peer address of a request's connection (in its extensions).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// A [`RateLimit`] per source address (at most 10,000 sources tracked; past that the table
+/// starts over).
+pub struct PerSourceLimit {
+    rate: u32,
+    sources: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, RateLimit>>,
+}
+
+impl PerSourceLimit {
+    pub fn new(rate: u32) -> Self {
+        PerSourceLimit {
+            rate,
+            sources: Default::default(),
+        }
+    }
+
+    /// Takes one token for `source`; false when it has none left.
+    pub fn take(&self, source: std::net::IpAddr) -> bool {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if sources.len() >= 10_000 && !sources.contains_key(&source) {
+            sources.clear();
+        }
+        sources
+            .entry(source)
+            .or_insert_with(|| RateLimit::new(self.rate))
+            .take()
+    }
 }
 
 /// A token bucket: `rate` a second, bursts of up to one second's worth.
@@ -84,8 +126,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -95,7 +137,10 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let header_timeout = state.header_read_timeout;
                 let state = state.clone();
-                let service = service_fn(move |request| handle(state.clone(), request));
+                let service = service_fn(move |mut request: Request<Incoming>| {
+                    request.extensions_mut().insert(PeerAddr(peer));
+                    handle(state.clone(), request)
+                });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)

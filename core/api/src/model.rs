@@ -324,6 +324,9 @@ pub const RECEIPT_TIMEOUT: &str = "receipt_timeout";
 pub struct DeliveryError {
     pub code: String,
     pub message: String,
+    /// The provider said the device is gone (uninstalled app, expired token).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unregistered: bool,
 }
 
 /// One delivery of a message to one device, with its full state history.

@@ -32,9 +32,14 @@ pub const UPSTREAM_RELAYS_TOTAL: &str = "pushgate_upstream_relays_total";
 pub const CIRCUIT_STATE: &str = "pushgate_circuit_state";
 pub const PLUGIN_LOADS_TOTAL: &str = "pushgate_plugin_loads_total";
 pub const PLUGIN_FAULTS_TOTAL: &str = "pushgate_plugin_faults_total";
+pub const MATRIX_NOTIFICATIONS_TOTAL: &str = "pushgate_matrix_notifications_total";
 
 /// `(name, help)` for every metric, for the exporter's HELP lines.
 pub const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        MATRIX_NOTIFICATIONS_TOTAL,
+        "Matrix notify devices, by app_id and result (accepted, rejected, unknown_app, skipped, refused).",
+    ),
     (HTTP_REQUESTS_TOTAL, "HTTP requests answered, by route and status code."),
     (HTTP_REQUEST_SECONDS, "HTTP request latency in seconds, by route."),
     (MESSAGES_ACCEPTED_TOTAL, "Messages accepted (202) by app."),

@@ -3,6 +3,7 @@
 mod acks;
 mod aliases;
 mod callbacks;
+mod matrix;
 mod messages;
 mod mock;
 mod ops;
@@ -64,6 +65,7 @@ pub enum Route {
         provider: String,
         cid: String,
     },
+    MatrixNotify,
 }
 
 impl Route {
@@ -100,6 +102,7 @@ impl Route {
                 id: s(4)?,
             },
             ["v1", "device-acks"] => Route::DeviceAcks,
+            ["_matrix", "push", "v1", "notify"] => Route::MatrixNotify,
             ["v1", "callbacks", _, "receipts"] => Route::Receipts { provider: s(2)? },
             ["v1", "callbacks", _, "upstream"] => Route::Upstream { provider: s(2)? },
             ["v1", "mock", _, "devices", _, "upstream"] => Route::MockUpstream {
@@ -132,6 +135,7 @@ impl Route {
             Route::Upstream { .. } => "/v1/callbacks/{provider}/upstream",
             Route::MockUpstream { .. } => "/v1/mock/{provider}/devices/{cid}/upstream",
             Route::MockInbox { .. } => "/v1/mock/{provider}/devices/{cid}/inbox",
+            Route::MatrixNotify => "/_matrix/push/v1/notify",
         }
     }
 
@@ -140,6 +144,7 @@ impl Route {
             Route::AliasDevices { .. }
             | Route::Messages { .. }
             | Route::DeviceAcks
+            | Route::MatrixNotify
             | Route::Receipts { .. }
             | Route::Upstream { .. }
             | Route::MockUpstream { .. } => "POST",
@@ -212,6 +217,7 @@ pub async fn dispatch(
         (Method::POST, Route::Messages { app }) => messages::send(state, &app, request).await?,
         (Method::GET, Route::Message { app, id }) => messages::get(state, &app, &id).await?,
         (Method::POST, Route::DeviceAcks) => acks::post(state, request).await?,
+        (Method::POST, Route::MatrixNotify) => matrix::notify(state, request).await?,
         (Method::POST, Route::Receipts { provider }) => {
             callbacks::receipts(state, &provider, request).await?
         }

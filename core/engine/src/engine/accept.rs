@@ -326,6 +326,7 @@ impl Engine {
                 delivery.error = Some(DeliveryError {
                     code: "provider_not_configured".into(),
                     message: format!("no provider named {:?} is configured", device.provider),
+                    unregistered: false,
                 });
                 let data = super::events::delivery_event_data(&record, &delivery);
                 ops.extend(self.event_op(&record, EventKind::MessageFailed, data, now));

@@ -150,6 +150,7 @@ impl Engine {
                 delivery.error = Some(DeliveryError {
                     code: code.clone(),
                     message: text.clone(),
+                    unregistered: false,
                 });
                 self.settle(message, delivery, DeliveryState::Failed, now, ops);
                 Ok(())

@@ -247,6 +247,7 @@ impl Engine {
                 delivery.error = Some(DeliveryError {
                     code: error.code.clone(),
                     message: error.message.clone(),
+                    unregistered: error.unregistered,
                 });
                 match error.retry {
                     Retry::Transient { after }

@@ -1,0 +1,190 @@
+//! `POST /_matrix/push/v1/notify`: the Matrix push gateway API. No API key (homeservers send
+//! none): only configured `app_id`s are taken, the body limit applies, and `[matrix]
+//! per_source_rps` can pace each source. Each device becomes a delivery, committed before
+//! anything is sent; the answer waits up to `response_wait_ms` for the first sends, to name
+//! the pushkeys the provider reported gone in `rejected`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use hyper::body::Incoming;
+use hyper::Request;
+use pushgate_api::NewMessage;
+use pushgate_engine::metrics as m;
+use pushgate_engine::model::{DeliveryState, DeviceRef, Target};
+use pushgate_engine::EngineError;
+use serde_json::{json, Value};
+
+use crate::config::matrix::MatrixApp;
+use crate::http::request::read_body;
+use crate::http::response::{json, ApiError, HttpResponse};
+use crate::http::{ApiState, PeerAddr};
+use crate::matrix::{self, NotifyBody};
+
+/// How often a notify looks at its deliveries while it waits.
+const POLL: Duration = Duration::from_millis(20);
+
+/// One device's accepted delivery that the answer waits for.
+struct Pending {
+    app: String,
+    message_id: String,
+    pushkey: String,
+    app_id: String,
+}
+
+fn count(app_id: &str, result: &'static str) {
+    metrics::counter!(m::MATRIX_NOTIFICATIONS_TOTAL, "app_id" => app_id.to_string(), "result" => result)
+        .increment(1);
+}
+
+fn app_for<'a>(apps: &'a [MatrixApp], app_id: &str) -> Option<&'a MatrixApp> {
+    // An exact entry wins over a glob.
+    apps.iter().find(|a| a.app_id == app_id).or_else(|| {
+        apps.iter()
+            .find(|a| a.app_id.contains('*') && a.matches(app_id))
+    })
+}
+
+/// `POST /_matrix/push/v1/notify` → 200 `{"rejected": [pushkeys]}`.
+pub async fn notify(
+    state: &Arc<ApiState>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    if let (Some(limit), Some(peer)) = (
+        &state.matrix.limit,
+        request.extensions().get::<PeerAddr>().copied(),
+    ) {
+        if !limit.take(peer.0.ip()) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many notifications from this source; try again",
+            );
+            e.retry_after = Some(1);
+            return Err(e);
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(&parts.headers, body, state.max_body).await?;
+    let raw: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not JSON: {e}")))?;
+    let notify: NotifyBody = serde_json::from_value(raw.clone()).map_err(|e| {
+        ApiError::bad_request("invalid_notification", format!("not a notification: {e}"))
+    })?;
+    let n = &notify.notification;
+    let ttl = Duration::from_secs(state.matrix.config.ttl_seconds);
+    let mut rejected: Vec<String> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    for device in &n.devices {
+        let Some(entry) = app_for(&state.matrix.apps, &device.app_id) else {
+            tracing::info!(app_id = %device.app_id, "notify for an app_id not in [[matrix_apps]]; pushkey rejected");
+            count("unknown", "unknown_app");
+            rejected.push(device.pushkey.clone());
+            continue;
+        };
+        let Some(mut payload) = matrix::payload(n, device) else {
+            count(&entry.app_id, "skipped");
+            continue;
+        };
+        loop {
+            let message = NewMessage {
+                to: Target::Device(DeviceRef {
+                    provider: entry.provider.clone(),
+                    cid: device.pushkey.clone(),
+                }),
+                payload: payload.clone(),
+                from: None,
+                request_id: Some(matrix::request_id(n, device, &raw)),
+                ttl: Some(ttl),
+                notify_sender: false,
+                provider: None,
+                urgency: matrix::urgency(n),
+                collapse_key: matrix::collapse_key(n, device),
+                notification: None,
+            };
+            match state.engine.accept(&entry.app, message).await {
+                Ok(accepted) => {
+                    count(&entry.app_id, "accepted");
+                    pending.push(Pending {
+                        app: entry.app.clone(),
+                        message_id: accepted.message_id.to_string(),
+                        pushkey: device.pushkey.clone(),
+                        app_id: entry.app_id.clone(),
+                    });
+                    break;
+                }
+                Err(EngineError::Invalid {
+                    code: "payload_too_large",
+                    ..
+                }) => match matrix::shorten(&payload) {
+                    Some(shorter) => payload = shorter,
+                    None => {
+                        count(&entry.app_id, "refused");
+                        break;
+                    }
+                },
+                Err(EngineError::Invalid {
+                    code: "invalid_cid",
+                    message,
+                }) => {
+                    tracing::info!(app_id = %entry.app_id, reason = %message, "pushkey not valid for the provider; rejected");
+                    count(&entry.app_id, "rejected");
+                    rejected.push(device.pushkey.clone());
+                    break;
+                }
+                Err(EngineError::Invalid { code, message }) => {
+                    // Not the pushkey's fault: never make the homeserver delete the pusher.
+                    tracing::warn!(app_id = %entry.app_id, code, reason = %message, "notification refused");
+                    count(&entry.app_id, "refused");
+                    break;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+    rejected.extend(wait_for_rejections(state, pending).await);
+    Ok(json(StatusCode::OK, &json!({ "rejected": rejected })))
+}
+
+/// Waits up to `response_wait_ms` for each delivery's first attempt; the pushkeys whose
+/// provider called the device gone.
+async fn wait_for_rejections(state: &Arc<ApiState>, mut pending: Vec<Pending>) -> Vec<String> {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(state.matrix.config.response_wait_ms);
+    let mut rejected = Vec::new();
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+        let mut waiting = Vec::new();
+        for p in pending {
+            let Ok((_, deliveries)) = state.engine.message(&p.app, &p.message_id).await else {
+                waiting.push(p);
+                continue;
+            };
+            let Some(d) = deliveries.first() else {
+                continue;
+            };
+            let attempted = d.attempts > 0
+                || matches!(
+                    d.state,
+                    DeliveryState::Sent
+                        | DeliveryState::Delivered
+                        | DeliveryState::Failed
+                        | DeliveryState::Expired
+                );
+            if !attempted {
+                waiting.push(p);
+                continue;
+            }
+            if d.state == DeliveryState::Failed && d.error.as_ref().is_some_and(|e| e.unregistered)
+            {
+                count(&p.app_id, "rejected");
+                rejected.push(p.pushkey);
+            }
+        }
+        pending = waiting;
+        if !pending.is_empty() {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    rejected
+}

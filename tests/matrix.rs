@@ -1,0 +1,151 @@
+//! The Matrix push gateway API end to end: the real gateway takes the notify bodies Synapse
+//! sent (recorded in `tests/peers/matrix-notify-samples.json`) and pushes Sygnal's payloads
+//! to the mock provider's devices; unknown app ids and gone pushkeys are rejected, transient
+//! failures are not, and a retried notify is delivered once.
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{json, Value};
+use support::eventually;
+use support::gateway::{config, GatewayProcess};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn samples() -> Vec<Value> {
+    let text = include_str!("peers/matrix-notify-samples.json");
+    let all: Vec<Value> = serde_json::from_str(text).expect("samples");
+    all.into_iter().map(|s| s["body"].clone()).collect()
+}
+
+const MATRIX: &str = "[matrix]\nresponse_wait_ms = 3000\n\n[[matrix_apps]]\napp_id = \"com.example.pushgw\"\napp = \"demo\"\nprovider = \"mock\"\n\n[[matrix_apps]]\napp_id = \"com.example.flaky.*\"\napp = \"demo\"\nprovider = \"flaky\"\n\n[[providers]]\nname = \"flaky\"\nkind = \"mock\"\nfail_first_attempts = 1\n";
+
+/// A notify for `pushkey` of `app_id` with a message from alice.
+fn notify(app_id: &str, pushkey: &str, event: &str) -> Value {
+    json!({"notification": {
+        "event_id": event, "room_id": "!room:localhost", "type": "m.room.message",
+        "sender": "@alice:localhost", "sender_display_name": "alice", "prio": "high",
+        "content": {"msgtype": "m.text", "body": "hello"}, "counts": {"unread": 1},
+        "devices": [{"app_id": app_id, "pushkey": pushkey, "pushkey_ts": 1, "data": {}}]
+    }})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synapse_notifications_reach_devices_as_sygnal_payloads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", MATRIX));
+    let homeserver = gw.api().with_key(None);
+
+    // The invite and the message Synapse sent bob's pusher: no API key, answered at once.
+    let bodies = samples();
+    for body in &bodies[..2] {
+        let r = homeserver.post("/_matrix/push/v1/notify", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json, json!({"rejected": []}));
+    }
+    let inbox = eventually(WAIT, "both notifications on bob's device", || {
+        let api = gw.api();
+        async move {
+            let inbox = api.inbox("mock", "cid-bob-1").await;
+            (inbox.len() == 2).then_some(inbox)
+        }
+    })
+    .await;
+    let message = &inbox[1]["payload"];
+    assert_eq!(message["type"], "m.room.message");
+    assert_eq!(message["content"]["body"], "hello bob, this is alice");
+    assert_eq!(message["sender_display_name"], "alice");
+    assert_eq!(message["unread"], 1);
+    assert_eq!(inbox[0]["payload"]["membership"], "invite");
+
+    // Synapse retries a notify it got no answer to: the same delivery, once on the device.
+    let r = homeserver.post("/_matrix/push/v1/notify", &bodies[1]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gw.api().inbox("mock", "cid-bob-1").await.len(), 2);
+
+    // event_id_only: the ids and counts alone.
+    let r = homeserver.post("/_matrix/push/v1/notify", &bodies[2]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let short = eventually(WAIT, "the event_id_only notification", || {
+        let api = gw.api();
+        async move { api.inbox("mock", "cid-bob-1").await.get(2).cloned() }
+    })
+    .await;
+    assert_eq!(
+        short["payload"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec![
+            "event_id".to_string(),
+            "room_id".to_string(),
+            "unread".to_string()
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_pushkeys_and_unknown_apps_are_rejected_transient_failures_are_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", MATRIX));
+    let homeserver = gw.api().with_key(None);
+
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &notify("com.example.other", "k-1", "$e1"),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": ["k-1"]}), "{}", r.text);
+
+    // The mock calls gone-* devices uninstalled: rejected in the answer.
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &notify("com.example.pushgw", "gone-phone", "$e2"),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": ["gone-phone"]}), "{}", r.text);
+
+    // A provider failing transiently (the glob entry's): not rejected, delivered on retry.
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &notify("com.example.flaky.ios", "flaky-phone", "$e3"),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": []}), "{}", r.text);
+    eventually(WAIT, "the retried delivery", || {
+        let api = gw.api();
+        async move { (api.inbox("flaky", "flaky-phone").await.len() == 1).then_some(()) }
+    })
+    .await;
+
+    // Bad bodies get 400, not 5xx; the body limit holds.
+    let r = homeserver
+        .post("/_matrix/push/v1/notify", &json!({"notification": {}}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.code(), "invalid_notification");
+    let huge = notify("com.example.pushgw", "k", &"x".repeat(10_000));
+    let r = homeserver.post("/_matrix/push/v1/notify", &huge).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+
+    let metrics = gw.api().get("/metrics").await.text;
+    for (app_id, result) in [
+        ("unknown", "unknown_app"),
+        ("com.example.pushgw", "rejected"),
+        ("com.example.flaky.*", "accepted"),
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("pushgate_matrix_notifications_total")
+                    && l.contains(&format!("app_id=\"{app_id}\""))
+                    && l.contains(&format!("result=\"{result}\""))),
+            "{app_id} {result} counted"
+        );
+    }
+}
