@@ -227,3 +227,32 @@ fn the_log_section_takes_a_format_and_a_filter() {
     assert!(e.message.contains("log.level"), "{e}");
     assert_eq!(e.line, Some(11), "{e}");
 }
+
+#[test]
+fn matrix_apps_name_defined_apps_and_providers_with_their_lines() {
+    let base = "[[apps]]\nid = \"demo\"\napi_keys = [\"0123456789abcdef\"]\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\n";
+    let parse = |extra: &str| Config::parse("t.toml", &format!("{base}\n{extra}"), &|_| None);
+    let ok = parse("[matrix]\nresponse_wait_ms = 500\n\n[[matrix_apps]]\napp_id = \"com.example.*\"\napp = \"demo\"\nprovider = \"mock\"\n")
+        .expect("valid");
+    assert_eq!(ok.matrix.response_wait_ms, 500);
+    assert_eq!(ok.matrix.ttl_seconds, 900, "Sygnal's default TTL");
+    assert!(ok.matrix_apps[0].matches("com.example.chat"));
+
+    let e = parse("[[matrix_apps]]\napp_id = \"a\"\napp = \"nope\"\nprovider = \"mock\"\n")
+        .expect_err("unknown app");
+    assert_eq!(e.line, Some(12), "{e}");
+    assert!(e.message.contains("\"nope\" is not defined"), "{e}");
+
+    let e = parse("[[matrix_apps]]\napp_id = \"a\"\napp = \"demo\"\nprovider = \"fcm\"\n")
+        .expect_err("unknown provider");
+    assert_eq!(e.line, Some(13), "{e}");
+
+    let e = parse("[[matrix_apps]]\napp_id = \"a b\"\napp = \"demo\"\nprovider = \"mock\"\n")
+        .expect_err("space");
+    assert_eq!(e.line, Some(11), "{e}");
+
+    let e = parse("[matrix]\nresponse_wait_ms = 5\n").expect_err("too short");
+    assert!(e.message.contains("matrix.response_wait_ms"), "{e}");
+    let e = parse("[matrix]\nper_source_rps = 0\n").expect_err("zero");
+    assert!(e.message.contains("matrix.per_source_rps"), "{e}");
+}
