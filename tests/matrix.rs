@@ -149,3 +149,51 @@ async fn gone_pushkeys_and_unknown_apps_are_rejected_transient_failures_are_not(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushkey_found_gone_after_the_answer_is_rejected_by_the_next_notify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slow = "[matrix]\nresponse_wait_ms = 200\n\n[[matrix_apps]]\napp_id = \"com.example.slow\"\napp = \"demo\"\nprovider = \"slow\"\n\n[[providers]]\nname = \"slow\"\nkind = \"mock\"\nsend_latency_ms = 700\n";
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", slow));
+    let homeserver = gw.api().with_key(None);
+    // The provider answers after the notify did: nothing to reject yet.
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &notify("com.example.slow", "gone-late", "$l1"),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": []}), "{}", r.text);
+    // Once it called the device gone, the next notify says so at once.
+    let rejected = eventually(WAIT, "the next notify to reject the pushkey", || {
+        let homeserver = homeserver.clone();
+        async move {
+            let r = homeserver
+                .post(
+                    "/_matrix/push/v1/notify",
+                    &notify("com.example.slow", "gone-late", "$l2"),
+                )
+                .await;
+            (r.json["rejected"] == json!(["gone-late"])).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(rejected.status, StatusCode::OK);
+    // Bound again (the app registered it anew): no longer rejected at once.
+    assert_eq!(
+        gw.api().bind("dana", "slow", "gone-late").await.status,
+        StatusCode::OK
+    );
+    let started = std::time::Instant::now();
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &notify("com.example.slow", "gone-late", "$l3"),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": []}), "{}", r.text);
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "it waited for the send instead of rejecting from memory"
+    );
+}

@@ -18,6 +18,7 @@
 //! | `Z`    | at ms (8) id (16)                     | key to remove (retention) |
 //! | `L`    | due ms (8) mirror id (16)             | AliasMirror (JSON)        |
 //! | `K`    | provider 0 app 0 cid                  | due (8) mirror id (16)    |
+//! | `G`    | provider 0 cid                        | at ms (JSON): device gone |
 //!
 //! Names never contain a 0 byte (validated), so the separator is unambiguous.
 
@@ -33,6 +34,7 @@ pub const IDEMPOTENCY: u8 = b'I';
 pub const EXPIRY: u8 = b'X';
 pub const EVENT: u8 = b'E';
 pub const EARLY_RECEIPT: u8 = b'P';
+pub const GONE_DEVICE: u8 = b'G';
 pub const UPSTREAM: u8 = b'U';
 pub const ORDERED: u8 = b'Q';
 /// Scheduled removals: `Z ++ at(8) ++ id(16)` → the key to remove.
@@ -110,6 +112,13 @@ pub fn reference(provider: &str, reference: &str) -> Vec<u8> {
 
 pub fn early_receipt(provider: &str, reference: &str) -> Vec<u8> {
     join(EARLY_RECEIPT, &[provider.as_bytes(), reference.as_bytes()])
+}
+
+pub fn gone_device(device: &DeviceRef) -> Vec<u8> {
+    join(
+        GONE_DEVICE,
+        &[device.provider.as_bytes(), device.cid.as_bytes()],
+    )
 }
 
 pub fn upstream(provider: &str, msgid: &str) -> Vec<u8> {

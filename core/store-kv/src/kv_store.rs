@@ -253,6 +253,10 @@ impl<K: Kv> KvStore<K> {
                     provider,
                     reference,
                 } => batch.remove(keys::early_receipt(&provider, &reference)),
+                WriteOp::PutGoneDevice { device, at } => {
+                    batch.insert(keys::gone_device(&device), encode(&at))
+                }
+                WriteOp::DeleteGoneDevice(device) => batch.remove(keys::gone_device(&device)),
                 WriteOp::ScheduleRemoval { at, id, target } => {
                     let key = match target {
                         Removable::Upstream { provider, msgid } => {
@@ -648,6 +652,10 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
         reference: &str,
     ) -> Result<Option<Receipt>, StoreError> {
         self.get(&keys::early_receipt(provider, reference))
+    }
+
+    async fn gone_device(&self, device: &DeviceRef) -> Result<Option<u64>, StoreError> {
+        self.get(&keys::gone_device(device))
     }
 
     async fn claim_due(

@@ -165,6 +165,17 @@ impl DeliveryStore for PgStore {
         }
     }
 
+    async fn gone_device(
+        &self,
+        device: &pushgate_api::model::DeviceRef,
+    ) -> Result<Option<u64>, StoreError> {
+        self.min_time(
+            "SELECT at FROM gone_devices WHERE provider = $1 AND cid = $2",
+            &[&device.provider, &device.cid],
+        )
+        .await
+    }
+
     async fn early_receipt(
         &self,
         provider: &str,

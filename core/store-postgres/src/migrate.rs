@@ -15,6 +15,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "dispatchers",
         include_str!("../migrations/0002_dispatchers.sql"),
     ),
+    (
+        3,
+        "gone_devices",
+        include_str!("../migrations/0003_gone_devices.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("pushgate" in ASCII).

@@ -235,6 +235,18 @@ fn plan_one(op: WriteOp, out: &mut Vec<Stmt>) {
             provider,
             reference
         )),
+        WriteOp::PutGoneDevice { device, at } => out.push(stmt!(
+            "INSERT INTO gone_devices (provider, cid, at) VALUES ($1, $2, $3)
+             ON CONFLICT (provider, cid) DO UPDATE SET at = EXCLUDED.at",
+            device.provider,
+            device.cid,
+            ms(at)
+        )),
+        WriteOp::DeleteGoneDevice(device) => out.push(stmt!(
+            "DELETE FROM gone_devices WHERE provider = $1 AND cid = $2",
+            device.provider,
+            device.cid
+        )),
         // No ON CONFLICT, as for request ids (the `NewUpstream` guard).
         WriteOp::PutUpstream(u) => out.push(stmt!(
             "INSERT INTO upstream (provider, msgid, record) VALUES ($1, $2, $3)",

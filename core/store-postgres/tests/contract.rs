@@ -547,3 +547,29 @@ async fn a_newer_alias_mirror_supersedes_and_a_shared_secret_is_one() {
     assert_eq!(a.as_deref(), Some(&b"from-a"[..]));
     assert_eq!(a, b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_reported_gone_is_known_to_every_node_until_it_is_bound_again() {
+    let (_url, stores) = nodes(2).await;
+    let device = DeviceRef {
+        provider: "fcm".into(),
+        cid: "token-1".into(),
+    };
+    assert_eq!(stores[1].gone_device(&device).await.expect("read"), None);
+    stores[0]
+        .apply(vec![WriteOp::PutGoneDevice {
+            device: device.clone(),
+            at: 1_700_000_000_000,
+        }])
+        .await
+        .expect("write");
+    assert_eq!(
+        stores[1].gone_device(&device).await.expect("read"),
+        Some(1_700_000_000_000)
+    );
+    stores[1]
+        .apply(vec![WriteOp::DeleteGoneDevice(device.clone())])
+        .await
+        .expect("delete");
+    assert_eq!(stores[0].gone_device(&device).await.expect("read"), None);
+}

@@ -234,6 +234,14 @@ pub enum WriteOp {
         provider: String,
         reference: String,
     },
+    /// Records that the provider reported the device gone at `at` (kept until a bind of it
+    /// clears it).
+    PutGoneDevice {
+        device: DeviceRef,
+        at: u64,
+    },
+    /// Forgets that a device was reported gone (it was bound again).
+    DeleteGoneDevice(DeviceRef),
     /// Records an upstream message (also its dedupe key).
     PutUpstream(UpstreamRecord),
     /// Removes a record that nothing else cleans up (an upstream dedupe record, an early
@@ -291,6 +299,9 @@ pub trait DeliveryStore: Send + Sync {
         provider: &str,
         reference: &str,
     ) -> Result<Option<DeliveryId>, StoreError>;
+    /// When the provider reported `device` gone, if it did (and it was not bound since).
+    async fn gone_device(&self, device: &DeviceRef) -> Result<Option<u64>, StoreError>;
+
     async fn early_receipt(
         &self,
         provider: &str,

@@ -11,6 +11,7 @@ use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::Request;
 use pushgate_api::NewMessage;
+use pushgate_engine::clock::now_ms;
 use pushgate_engine::metrics as m;
 use pushgate_engine::model::{DeliveryState, DeviceRef, Target};
 use pushgate_engine::EngineError;
@@ -24,6 +25,9 @@ use crate::matrix::{self, NotifyBody};
 
 /// How often a notify looks at its deliveries while it waits.
 const POLL: Duration = Duration::from_millis(20);
+/// How long a pushkey the provider called gone is rejected at once (a later bind of the
+/// device forgets it sooner).
+const REMEMBER_GONE: Duration = Duration::from_secs(24 * 3600);
 
 /// One device's accepted delivery that the answer waits for.
 struct Pending {
@@ -83,16 +87,25 @@ pub async fn notify(
             rejected.push(device.pushkey.clone());
             continue;
         };
+        let device_ref = DeviceRef {
+            provider: entry.provider.clone(),
+            cid: device.pushkey.clone(),
+        };
+        // A rejection learnt after an earlier notify's answer: the homeserver hears it now.
+        if let Some(at) = state.engine.gone_since(&device_ref).await? {
+            if now_ms().saturating_sub(at) < REMEMBER_GONE.as_millis() as u64 {
+                count(&entry.app_id, "rejected");
+                rejected.push(device.pushkey.clone());
+                continue;
+            }
+        }
         let Some(mut payload) = matrix::payload(n, device) else {
             count(&entry.app_id, "skipped");
             continue;
         };
         loop {
             let message = NewMessage {
-                to: Target::Device(DeviceRef {
-                    provider: entry.provider.clone(),
-                    cid: device.pushkey.clone(),
-                }),
+                to: Target::Device(device_ref.clone()),
                 payload: payload.clone(),
                 from: None,
                 request_id: Some(matrix::request_id(n, device, &raw)),

@@ -97,6 +97,11 @@ impl Engine {
     /// Binds a device to an alias (moving it from any other alias of the app), durably,
     /// with the mirror to the provider if it keeps aliases too (sent by the mirror worker,
     /// retried until it succeeds or a newer change of the device supersedes it).
+    /// When the provider reported `device` gone, if it did and it was not bound since.
+    pub async fn gone_since(&self, device: &DeviceRef) -> Result<Option<u64>, EngineError> {
+        Ok(self.store.gone_device(device).await?)
+    }
+
     pub async fn bind(
         &self,
         app: &str,
@@ -107,7 +112,12 @@ impl Engine {
         let settings = self.check_app(app)?;
         Self::check_alias(alias)?;
         let data = self.check_device(&device, data.as_ref())?;
-        let mirror = |devices: &[DeviceRef]| self.plan_mirrors(app, alias, MirrorOp::Bind, devices);
+        // Written with the binding: its mirrors, and forgetting the device was ever gone.
+        let mirror = |devices: &[DeviceRef]| {
+            let mut ops = self.plan_mirrors(app, alias, MirrorOp::Bind, devices);
+            ops.extend(devices.iter().cloned().map(WriteOp::DeleteGoneDevice));
+            ops
+        };
         let outcome = self
             .store
             .bind_device(

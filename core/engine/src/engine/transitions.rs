@@ -307,6 +307,11 @@ impl Engine {
         device: DeviceRef,
         reason: &str,
     ) -> Result<(), EngineError> {
+        self.write(vec![WriteOp::PutGoneDevice {
+            device: device.clone(),
+            at: now_ms(),
+        }])
+        .await?;
         let Some(alias) = self.store.device_alias(app, &device).await? else {
             return Ok(());
         };
