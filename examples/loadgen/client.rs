@@ -149,6 +149,7 @@ pub async fn drive(
         );
         let aliases = o.aliases.max(1);
         let workers = o.connections;
+        let matrix = o.matrix;
         tasks.push(tokio::spawn(async move {
             let (mut sender, authority) = connect(&base).await?;
             let mut latencies = Vec::new();
@@ -173,16 +174,26 @@ pub async fn drive(
                 if interval.is_some() {
                     tokio::time::sleep_until(intended.into()).await;
                 }
-                let body = format!(
-                    "{{\"to\":{{\"alias\":\"user{}\"}},\"from\":\"loadgen\",\"payload\":{{\"seq\":{n},\"text\":\"hello from the load generator\"}}}}",
-                    n % aliases
-                );
-                match post(&mut sender, &authority, "/v1/apps/demo/messages", key.as_deref(), body).await {
+                let (path, body, key, taken) = if matrix {
+                    // A homeserver's notify for one pusher on the mock (no API key).
+                    let body = format!(
+                        "{{\"notification\":{{\"event_id\":\"$lg{n}\",\"room_id\":\"!room:loadgen\",\"type\":\"m.room.message\",\"sender\":\"@loadgen:loadgen\",\"content\":{{\"msgtype\":\"m.text\",\"body\":\"hello from the load generator\"}},\"counts\":{{\"unread\":1}},\"devices\":[{{\"app_id\":\"com.example.loadgen\",\"pushkey\":\"cid-{}\",\"data\":{{}}}}]}}}}",
+                        n % aliases
+                    );
+                    ("/_matrix/push/v1/notify", body, None, 200)
+                } else {
+                    let body = format!(
+                        "{{\"to\":{{\"alias\":\"user{}\"}},\"from\":\"loadgen\",\"payload\":{{\"seq\":{n},\"text\":\"hello from the load generator\"}}}}",
+                        n % aliases
+                    );
+                    ("/v1/apps/demo/messages", body, key.as_deref(), 202)
+                };
+                match post(&mut sender, &authority, path, key, body).await {
                     Ok((status, answer)) => {
                         let now = Instant::now();
                         latencies.push(now.duration_since(intended).as_micros() as u64);
                         *statuses.entry(status).or_default() += 1;
-                        if status == 202 {
+                        if status == taken {
                             ok += 1;
                             if let Some(map) = &accepted {
                                 let id = serde_json::from_slice::<serde_json::Value>(&answer)

@@ -41,6 +41,8 @@ pub struct Options {
     pub store_url: Option<String>,
     /// Gateway processes on the one database (connections spread over them).
     pub nodes: usize,
+    /// Send Matrix notifies (`/_matrix/push/v1/notify`, one device each) instead of messages.
+    pub matrix: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -56,6 +58,7 @@ fn parse() -> Result<Options, String> {
         drain_seconds: 60,
         store_url: None,
         nodes: 1,
+        matrix: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -77,8 +80,9 @@ fn parse() -> Result<Options, String> {
             "--drain-seconds" => o.drain_seconds = num(value()?)? as u64,
             "--store-url" => o.store_url = Some(value()?),
             "--nodes" => o.nodes = (num(value()?)? as usize).max(1),
+            "--matrix" => o.matrix = true,
             "-h" | "--help" => {
-                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH] [--store-url postgres://… [--nodes N]]");
+                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH] [--store-url postgres://… [--nodes N]] [--matrix]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other:?}")),
@@ -142,7 +146,7 @@ fn start_gateway(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n{store}",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n\n[[matrix_apps]]\napp_id = \"com.example.loadgen\"\napp = \"demo\"\nprovider = \"mock\"\n{store}",
         dir.join("data").display()
     );
     let path = dir.join("pushgate.toml");
