@@ -269,10 +269,20 @@ async fn run(o: Options) -> Result<(), String> {
         receiver.latencies(&accepted)
     };
     let last_delivery = receiver.last().unwrap_or(load_end);
+    // A notify answers no message id: its deliveries are counted, not timed.
+    let timed = (!o.matrix).then_some((&delivered, last_delivery));
+    if o.matrix {
+        println!(
+            "matrix: {} of {} notified devices delivered (message.delivered webhooks) by {:.2}s after the load",
+            receiver.count(),
+            run.accepted,
+            last_delivery.saturating_duration_since(load_end).as_secs_f64()
+        );
+    }
     let mut figures = Figures::new(
         "pushgate",
         &run,
-        Some((&delivered, last_delivery)),
+        timed,
         Some((rss_before, rss_after, rss_peak)),
     );
     if o.store_url.is_some() {
