@@ -190,6 +190,11 @@ impl Gateway {
             matrix: crate::http::MatrixState {
                 config: config.matrix.clone(),
                 apps: config.matrix_apps.clone(),
+                provider_kinds: config
+                    .providers
+                    .iter()
+                    .map(|p| (p.name.clone(), p.spec.kind()))
+                    .collect(),
                 limit: config
                     .matrix
                     .per_source_rps

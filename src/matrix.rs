@@ -127,6 +127,86 @@ pub fn payload(n: &Notification, device: &Device) -> Option<Value> {
     Some(Value::Object(p))
 }
 
+/// Longest field of an FCM payload, in bytes (Sygnal's gcm pushkin's `MAX_BYTES_PER_FIELD`).
+pub const MAX_FCM_FIELD_BYTES: usize = 1024;
+
+/// The payload for `device` on a provider of `kind`: Sygnal's gcm pushkin layout for FCM
+/// ([`fcm_payload`]), its webpush layout ([`payload`]) for the others.
+pub fn payload_for(kind: &str, n: &Notification, device: &Device) -> Option<Value> {
+    match kind {
+        "fcm" => fcm_payload(n, device),
+        _ => payload(n, device),
+    }
+}
+
+/// Sygnal's FCM (HTTP v1) data: `default_payload`, then `event_id type sender room_name
+/// room_alias membership sender_display_name room_id` (each cut to 1024 bytes with `…`),
+/// `content`'s string fields as `content_<key>`, `prio` `high` (`normal` for low), and the
+/// counts as strings `unread` / `missed_calls`. Every value is a string, as FCM data wants.
+pub fn fcm_payload(n: &Notification, device: &Device) -> Option<Value> {
+    if device.flag("events_only") && n.event_id.is_none() {
+        return None;
+    }
+    let mut p = match device.option("default_payload") {
+        Some(Value::Object(fields)) => fields.clone(),
+        _ => Map::new(),
+    };
+    let fields = [
+        ("event_id", &n.event_id),
+        ("type", &n.kind),
+        ("sender", &n.sender),
+        ("room_name", &n.room_name),
+        ("room_alias", &n.room_alias),
+        ("membership", &n.membership),
+        ("sender_display_name", &n.sender_display_name),
+        ("room_id", &n.room_id),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value {
+            p.insert(key.into(), json!(truncate_bytes(v, MAX_FCM_FIELD_BYTES)));
+        }
+    }
+    if let Some(Value::Object(content)) = &n.content {
+        for (key, value) in content {
+            if let Value::String(v) = value {
+                p.insert(
+                    format!("content_{key}"),
+                    json!(truncate_bytes(v, MAX_FCM_FIELD_BYTES)),
+                );
+            }
+        }
+    }
+    let prio = if n.prio.as_deref() == Some("low") {
+        "normal"
+    } else {
+        "high"
+    };
+    p.insert("prio".into(), json!(prio));
+    if let Some(counts) = &n.counts {
+        p.insert(
+            "unread".into(),
+            json!(counts.unread.unwrap_or(0).to_string()),
+        );
+        p.insert(
+            "missed_calls".into(),
+            json!(counts.missed_calls.unwrap_or(0).to_string()),
+        );
+    }
+    Some(Value::Object(p))
+}
+
+/// `text` cut to at most `max` bytes, ending in `…` when cut (never inside a character).
+pub fn truncate_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// `content` with its `body` cut to [`MAX_BODY_CHARS`].
 fn cut_body(content: &Value) -> Value {
     let mut content = content.clone();
@@ -139,24 +219,27 @@ fn cut_body(content: &Value) -> Value {
     content
 }
 
-/// `payload` shortened for a provider that refused it as too large: the body halved, then
-/// the content dropped (as Sygnal shortens rather than refuses); `None` once nothing is left
-/// to cut.
+/// `payload` shortened for a provider that refused it as too large: the body halved (the
+/// webpush layout's `content.body`, the FCM layout's `content_body`), then the content dropped
+/// (as Sygnal shortens rather than refuses); `None` once nothing is left to cut.
 pub fn shorten(payload: &Value) -> Option<Value> {
     let mut p = payload.clone();
-    let body = p["content"]["body"].as_str().map(str::to_string);
-    match body {
-        Some(body) if body.chars().count() > 16 => {
-            let half: String = body.chars().take(body.chars().count() / 2).collect();
-            p["content"]["body"] = json!(half);
-            Some(p)
-        }
-        _ => {
-            let fields = p.as_object_mut()?;
-            fields.remove("content")?;
-            Some(p)
-        }
+    let halve = |text: &str| -> Option<String> {
+        let n = text.chars().count();
+        (n > 16).then(|| text.chars().take(n / 2).collect())
+    };
+    if let Some(half) = p["content"]["body"].as_str().and_then(halve) {
+        p["content"]["body"] = json!(half);
+        return Some(p);
     }
+    if let Some(half) = p["content_body"].as_str().and_then(halve) {
+        p["content_body"] = json!(half);
+        return Some(p);
+    }
+    let fields = p.as_object_mut()?;
+    let before = fields.len();
+    fields.retain(|key, _| key != "content" && !key.starts_with("content_"));
+    (fields.len() < before).then_some(p)
 }
 
 /// The idempotency key of `device`'s delivery of `n` (a retried notify gets the same): 32
@@ -259,6 +342,42 @@ mod tests {
         assert_eq!(shorter["content"]["body"].as_str().map(str::len), Some(50));
         assert_eq!(shorten(&json!({"content": {"body": "y"}})), Some(json!({})));
         assert_eq!(shorten(&json!({})), None);
+        let fcm = shorten(&json!({"content_body": "z".repeat(40), "room_id": "!r"})).expect("cut");
+        assert_eq!(fcm["content_body"].as_str().map(str::len), Some(20));
+        assert_eq!(
+            shorten(&json!({"content_body": "z", "content_msgtype": "m.text", "room_id": "!r"})),
+            Some(json!({"room_id": "!r"}))
+        );
+    }
+
+    #[test]
+    fn fcm_gets_sygnals_gcm_layout() {
+        let bodies = samples();
+        let message = parse(&bodies[1]);
+        let p = payload_for("fcm", &message, &message.devices[0]).expect("payload");
+        assert_eq!(p["content_body"], "hello bob, this is alice");
+        assert_eq!(p["content_msgtype"], "m.text");
+        assert!(p.get("content").is_none());
+        assert_eq!(p["prio"], "high");
+        assert_eq!(p["unread"], "1");
+        assert_eq!(p["missed_calls"], "0");
+        assert!(p
+            .as_object()
+            .expect("object")
+            .values()
+            .all(Value::is_string));
+        let long = "é".repeat(1000);
+        let cut = truncate_bytes(&long, MAX_FCM_FIELD_BYTES);
+        assert!(
+            cut.len() <= MAX_FCM_FIELD_BYTES && cut.ends_with('…'),
+            "{}",
+            cut.len()
+        );
+        assert_eq!(truncate_bytes("short", 1024), "short");
+        // Other providers keep the webpush layout.
+        assert!(
+            payload_for("mock", &message, &message.devices[0]).expect("p")["content"].is_object()
+        );
     }
 
     #[test]

@@ -84,6 +84,7 @@ async fn callbacks_that_cannot_be_stored_are_refused_so_the_provider_retries() {
         matrix: pushgate::http::MatrixState {
             config: Default::default(),
             apps: Vec::new(),
+            provider_kinds: Default::default(),
             limit: None,
         },
     });

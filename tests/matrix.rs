@@ -197,3 +197,56 @@ async fn a_pushkey_found_gone_after_the_answer_is_rejected_by_the_next_notify() 
         "it waited for the send instead of rejecting from memory"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fcm_pushers_get_sygnals_data_and_gone_tokens_are_rejected() {
+    use pushgate_fcm::emulator as fcm;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let account = fcm::generate_service_account("matrix-test").expect("service account");
+    let emu = fcm::Emulator::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        account,
+        fcm::EmulatorConfig::default(),
+    )
+    .await
+    .expect("fcm emulator");
+    emu.write_service_account(&dir.path().join("sa.json"))
+        .expect("service account file");
+    let extra = format!(
+        "[[matrix_apps]]\napp_id = \"com.example.android\"\napp = \"demo\"\nprovider = \"fcm\"\n\n[[providers]]\nname = \"fcm\"\nkind = \"fcm\"\nservice_account_file = \"sa.json\"\nbase_url = \"{}\"\ntimeout_ms = 2000\n",
+        emu.url()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", &extra));
+    let homeserver = gw.api().with_key(None);
+    let token = format!("fcm-token:APA91b{}", "q".repeat(140));
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &notify("com.example.android", &token, "$f1"),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": []}), "{}", r.text);
+    let got = eventually(WAIT, "the data message on the phone", || {
+        let inbox = emu.inbox(&token);
+        async move { inbox.first().cloned() }
+    })
+    .await;
+    assert_eq!(got.data["content_body"], "hello");
+    assert_eq!(got.data["sender"], "@alice:localhost");
+    assert_eq!(got.data["prio"], "high");
+    assert_eq!(got.data["unread"], "1");
+    assert_eq!(got.android["priority"], "high");
+    // FCM's UNREGISTERED within the wait: rejected, and Synapse would drop the pusher.
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &notify("com.example.android", "unregistered-token-9", "$f2"),
+        )
+        .await;
+    assert_eq!(
+        r.json,
+        json!({"rejected": ["unregistered-token-9"]}),
+        "{}",
+        r.text
+    );
+}

@@ -47,6 +47,8 @@ pub struct ApiState {
 pub struct MatrixState {
     pub config: crate::config::matrix::MatrixConfig,
     pub apps: Vec<crate::config::matrix::MatrixApp>,
+    /// Provider name → kind (`fcm`, `mock`…): the payload layout follows the kind.
+    pub provider_kinds: std::collections::HashMap<String, &'static str>,
     /// `[matrix] per_source_rps`, if set.
     pub limit: Option<PerSourceLimit>,
 }

@@ -99,7 +99,13 @@ pub async fn notify(
                 continue;
             }
         }
-        let Some(mut payload) = matrix::payload(n, device) else {
+        let kind = state
+            .matrix
+            .provider_kinds
+            .get(&entry.provider)
+            .copied()
+            .unwrap_or("");
+        let Some(mut payload) = matrix::payload_for(kind, n, device) else {
             count(&entry.app_id, "skipped");
             continue;
         };
