@@ -80,6 +80,25 @@ impl Device {
         self.option(key).and_then(Value::as_bool).unwrap_or(false)
     }
 
+    /// A string of the pusher's `data`.
+    pub fn data_str(&self, key: &str) -> Option<&str> {
+        self.option(key).and_then(Value::as_str)
+    }
+
+    /// For a Web Push pusher (pushkey = the subscription's `p256dh`, `data.endpoint` and
+    /// `data.auth` the rest, as Sygnal's webpush pushkin reads them): the cid its deliveries
+    /// use (the pushkey is too long for one) and the subscription; `None` if data lacks them.
+    pub fn web_push_subscription(&self) -> Option<(String, Value)> {
+        let (endpoint, auth) = (self.data_str("endpoint")?, self.data_str("auth")?);
+        let cid = format!(
+            "mx-{}",
+            &hex::encode(Sha256::digest(self.pushkey.as_bytes()))[..32]
+        );
+        let subscription =
+            json!({"endpoint": endpoint, "keys": {"p256dh": self.pushkey, "auth": auth}});
+        Some((cid, subscription))
+    }
+
     /// Whether the pusher asked for `event_id_only` notifications.
     pub fn event_id_only(&self) -> bool {
         self.option("format").and_then(Value::as_str) == Some("event_id_only")

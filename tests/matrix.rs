@@ -250,3 +250,80 @@ async fn fcm_pushers_get_sygnals_data_and_gone_tokens_are_rejected() {
         r.text
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_push_pushers_take_their_subscription_from_each_notify() {
+    use std::sync::Arc;
+    use support::webpush::{b64, push_service, Browser, PushService};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = pushgate_webpush::vapid::VapidKey::generate();
+    std::fs::write(dir.path().join("vapid.pem"), key.to_pem().expect("pem")).expect("key");
+    let service = Arc::new(PushService::default());
+    let base = push_service(service.clone()).await;
+    let browser = Browser::new();
+    service
+        .browsers
+        .lock()
+        .expect("lock")
+        .insert("/sub/1".into(), browser.clone());
+    let extra = "[[matrix_apps]]\napp_id = \"com.example.web\"\napp = \"demo\"\nprovider = \"webpush\"\n\n[[providers]]\nname = \"webpush\"\nkind = \"webpush\"\nvapid_private_key_file = \"vapid.pem\"\nsubject = \"mailto:ops@example.com\"\nallowed_endpoints = [\"127.0.0.1:*\"]\n";
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", extra));
+    let homeserver = gw.api().with_key(None);
+    let pusher = |event: &str, data: Value| {
+        let mut body = notify("com.example.web", &browser.p256dh(), event);
+        body["notification"]["devices"][0]["data"] = data;
+        body
+    };
+    // As Sygnal's webpush pushkin: pushkey = p256dh, data.endpoint and data.auth.
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &pusher(
+                "$w1",
+                json!({"endpoint": format!("{base}/sub/1"), "auth": b64(&browser.auth)}),
+            ),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": []}), "{}", r.text);
+    let pushed = eventually(WAIT, "the push, decrypted by the browser", || {
+        let pushes = service.decrypted("/sub/1");
+        async move { pushes.first().cloned() }
+    })
+    .await;
+    assert_eq!(pushed["content"]["body"], "hello");
+    assert_eq!(pushed["room_id"], "!room:localhost");
+    assert_eq!(pushed["unread"], 1);
+
+    // An endpoint outside allowed_endpoints is dropped, not rejected (a config mistake must
+    // not delete users' pushers); a pusher without data.auth is malformed: rejected.
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &pusher(
+                "$w2",
+                json!({"endpoint": "https://10.0.0.7/push/1", "auth": b64(&browser.auth)}),
+            ),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": []}), "{}", r.text);
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &pusher("$w3", json!({"endpoint": format!("{base}/sub/1")})),
+        )
+        .await;
+    assert_eq!(
+        r.json,
+        json!({"rejected": [browser.p256dh()]}),
+        "{}",
+        r.text
+    );
+    let metrics = gw.api().get("/metrics").await.text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pushgate_matrix_notifications_total")
+                && l.contains("result=\"endpoint_refused\"")),
+        "the dropped endpoint is counted"
+    );
+}

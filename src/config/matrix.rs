@@ -117,19 +117,13 @@ pub fn validate_matrix_app(
             format!("{label}: app {:?} is not defined in [[apps]]", entry.app),
         ));
     }
-    let Some(provider) = providers.iter().find(|p| p.name == entry.provider) else {
+    if !providers.iter().any(|p| p.name == entry.provider) {
         return Err(at.error(
             Some("provider"),
             format!(
                 "{label}: provider {:?} is not defined in [[providers]]",
                 entry.provider
             ),
-        ));
-    };
-    if provider.spec.kind() == "webpush" {
-        return Err(at.error(
-            Some("provider"),
-            format!("{label}: Web Push pushers (subscription data in each notify) are not supported yet"),
         ));
     }
     Ok(())

@@ -71,6 +71,7 @@ pub fn envelope(upstream: &UpstreamRecord) -> Option<NewMessage> {
         urgency: None,
         collapse_key: None,
         notification: None,
+        device_data: None,
     })
 }
 

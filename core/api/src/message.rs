@@ -25,6 +25,10 @@ pub struct NewMessage {
     pub collapse_key: Option<String>,
     /// What the phone shows when the app is not running.
     pub notification: Option<crate::model::Notification>,
+    /// The provider data of a device addressed directly, in place of any it is bound with
+    /// (a Matrix Web Push pusher's subscription travels in each notify); checked by the
+    /// provider as a bind's would be.
+    pub device_data: Option<serde_json::Value>,
 }
 
 impl NewMessage {
@@ -40,6 +44,7 @@ impl NewMessage {
             "urgency": self.urgency,
             "collapse_key": self.collapse_key,
             "notification": self.notification,
+            "device_data": self.device_data,
         });
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }

@@ -60,6 +60,7 @@ impl MessageRequest {
             urgency: self.urgency,
             collapse_key: self.collapse_key,
             notification: self.notification,
+            device_data: None,
         })
     }
 }

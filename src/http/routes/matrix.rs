@@ -87,9 +87,29 @@ pub async fn notify(
             rejected.push(device.pushkey.clone());
             continue;
         };
+        let kind = state
+            .matrix
+            .provider_kinds
+            .get(&entry.provider)
+            .copied()
+            .unwrap_or("");
+        // A Web Push pusher's subscription travels in each notify.
+        let (cid, device_data) = if kind == "webpush" {
+            match device.web_push_subscription() {
+                Some((cid, subscription)) => (cid, Some(subscription)),
+                None => {
+                    tracing::info!(app_id = %entry.app_id, "Web Push pusher without data.endpoint and data.auth; rejected");
+                    count(&entry.app_id, "rejected");
+                    rejected.push(device.pushkey.clone());
+                    continue;
+                }
+            }
+        } else {
+            (device.pushkey.clone(), None)
+        };
         let device_ref = DeviceRef {
             provider: entry.provider.clone(),
-            cid: device.pushkey.clone(),
+            cid,
         };
         // A rejection learnt after an earlier notify's answer: the homeserver hears it now.
         if let Some(at) = state.engine.gone_since(&device_ref).await? {
@@ -99,12 +119,6 @@ pub async fn notify(
                 continue;
             }
         }
-        let kind = state
-            .matrix
-            .provider_kinds
-            .get(&entry.provider)
-            .copied()
-            .unwrap_or("");
         let Some(mut payload) = matrix::payload_for(kind, n, device) else {
             count(&entry.app_id, "skipped");
             continue;
@@ -121,6 +135,7 @@ pub async fn notify(
                 urgency: matrix::urgency(n),
                 collapse_key: matrix::collapse_key(n, device),
                 notification: None,
+                device_data: device_data.clone(),
             };
             match state.engine.accept(&entry.app, message).await {
                 Ok(accepted) => {
@@ -144,12 +159,27 @@ pub async fn notify(
                     }
                 },
                 Err(EngineError::Invalid {
-                    code: "invalid_cid",
+                    code: "invalid_device_data",
+                    message,
+                }) if message.contains("endpoint") => {
+                    // As Sygnal: an endpoint outside allowed_endpoints is dropped, not
+                    // rejected, so a config mistake does not delete users' pushers.
+                    tracing::warn!(app_id = %entry.app_id, reason = %message, "Web Push endpoint refused; notification dropped");
+                    count(&entry.app_id, "endpoint_refused");
+                    break;
+                }
+                Err(EngineError::Invalid {
+                    code: "invalid_cid" | "invalid_device_data",
                     message,
                 }) => {
                     tracing::info!(app_id = %entry.app_id, reason = %message, "pushkey not valid for the provider; rejected");
                     count(&entry.app_id, "rejected");
                     rejected.push(device.pushkey.clone());
+                    break;
+                }
+                Err(EngineError::IdempotencyConflict(_)) => {
+                    // This event already went to this pusher (its data changed since): taken.
+                    count(&entry.app_id, "duplicate");
                     break;
                 }
                 Err(EngineError::Invalid { code, message }) => {

@@ -95,7 +95,13 @@ impl Engine {
                 return Ok((accepted, Vec::new()));
             }
         }
-        let devices = self.resolve(app, &msg.to, msg.provider.as_deref()).await?;
+        let mut devices = self.resolve(app, &msg.to, msg.provider.as_deref()).await?;
+        if let (Target::Device(d), Some(data)) = (&msg.to, &msg.device_data) {
+            let checked = self.check_device(d, Some(data))?;
+            for r in &mut devices {
+                r.data = checked.clone();
+            }
+        }
         self.check_payload(&devices, &msg.payload, msg.notification.as_ref())?;
         let now = now_ms();
         let record = MessageRecord {
@@ -157,6 +163,12 @@ impl Engine {
                     format!("collapse_key must be 1 to 32 of A-Z a-z 0-9 - _, got {key:?}"),
                 ));
             }
+        }
+        if msg.device_data.is_some() && !matches!(msg.to, Target::Device(_)) {
+            return Err(EngineError::invalid(
+                "invalid_request",
+                "device_data goes with a device target only",
+            ));
         }
         if let Some(n) = &msg.notification {
             n.check()

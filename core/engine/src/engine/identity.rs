@@ -24,7 +24,7 @@ impl Engine {
 
     /// Checks a device with its provider (cid format, provider data); returns the data to
     /// keep with the binding.
-    fn check_device(
+    pub(crate) fn check_device(
         &self,
         device: &DeviceRef,
         data: Option<&serde_json::Value>,

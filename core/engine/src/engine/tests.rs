@@ -166,6 +166,7 @@ async fn accept_with_ttl(f: &Fixture, ttl: Option<Duration>) -> (DeliveryId, u64
                 urgency: None,
                 collapse_key: None,
                 notification: None,
+                device_data: None,
             },
         )
         .await
@@ -410,6 +411,7 @@ async fn concurrent_requests_with_one_request_id_create_one_message() {
         urgency: None,
         collapse_key: None,
         notification: None,
+        device_data: None,
     };
     let mut tasks = Vec::new();
     for _ in 0..8 {
