@@ -81,16 +81,23 @@ impl Engine {
         if let Some(reference) = sent {
             // Only now look for a receipt that came between finish_send's look and its write
             // (the receipt path writes first and looks after, so one of us sees the other).
-            self.retrying(|| self.apply_early_receipt(id, &reference))
-                .await?;
+            // If the store fails now, keep looking until it answers: that receipt has no one
+            // else to find it, and the delivery would wait for its receipt timeout.
+            if let Err(e) = self
+                .retrying(|| self.apply_early_receipt(id, &reference))
+                .await
+            {
+                self.settle_kept_receipt_after_failure(id, &reference).await;
+                return Err(e);
+            }
         }
         Ok(Some(healthy))
     }
 
-    /// After the provider took a send but recording it failed: the record may have committed
-    /// all the same (a connection lost after COMMIT), and a receipt that came meanwhile was
-    /// kept with no one left to look for it, so the delivery would wait for its receipt
-    /// timeout. Looks for that receipt until the store answers (30 tries, a second apart); a
+    /// After the provider took a send but recording it, or the look for a receipt kept
+    /// meanwhile, failed: the record may have committed all the same (a connection lost after
+    /// COMMIT), and a receipt that came meanwhile was kept with no one left to look for it, so
+    /// the delivery would wait for its receipt timeout. Looks for that receipt until the store answers (30 tries, a second apart); a
     /// verified receipt settles the delivery whether the record committed or not.
     async fn settle_kept_receipt_after_failure(&self, id: DeliveryId, reference: &str) {
         for _ in 0..30 {
