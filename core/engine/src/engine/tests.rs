@@ -447,6 +447,10 @@ async fn concurrent_requests_with_one_request_id_create_one_message() {
 struct FlakyKv {
     inner: pushgate_store_kv::memory::MemoryKv,
     fail_next_write: std::sync::atomic::AtomicBool,
+    /// Written just before the next write (another path's write racing it); then the next
+    /// read of an early receipt fails.
+    before_next_write: std::sync::Mutex<Option<Vec<pushgate_store_kv::Write1>>>,
+    fail_next_early_read: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -455,6 +459,13 @@ impl pushgate_store_kv::Kv for FlakyKv {
     type Iter<'a> = pushgate_store_kv::memory::MemoryIter<'a>;
 
     fn get(&self, key: &[u8]) -> Result<Option<Arc<[u8]>>, crate::error::StoreError> {
+        if key.first() == Some(&pushgate_store_kv::keys::EARLY_RECEIPT)
+            && self.fail_next_early_read.swap(false, Ordering::SeqCst)
+        {
+            return Err(crate::error::StoreError::Backend(
+                "connection lost (test)".into(),
+            ));
+        }
         self.inner.get(key)
     }
     fn range(&self, start: Vec<u8>, end: Option<Vec<u8>>) -> Self::Iter<'_> {
@@ -465,6 +476,15 @@ impl pushgate_store_kv::Kv for FlakyKv {
             return Err(crate::error::StoreError::Backend(
                 "connection lost (test)".into(),
             ));
+        }
+        let racing = self
+            .before_next_write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(racing) = racing {
+            self.inner.write(racing)?;
+            self.fail_next_early_read.store(true, Ordering::SeqCst);
         }
         self.inner.write(batch)
     }
@@ -497,4 +517,38 @@ async fn a_send_whose_record_failed_is_settled_by_the_receipt_kept_meanwhile() {
     let d = f.delivery(id).await;
     assert_eq!(d.state, DeliveryState::Delivered, "{d:?}");
     assert_eq!(d.next_attempt_at, None);
+}
+
+#[tokio::test]
+async fn a_receipt_kept_while_the_send_was_recorded_settles_it_though_the_next_look_fails() {
+    let store = Arc::new(pushgate_store_kv::KvStore::new(FlakyKv::default()).expect("store"));
+    let f = fixture_on(
+        store.clone(),
+        Counting {
+            sends: AtomicUsize::new(0),
+            receipt_timeout: Some(Duration::from_secs(60)),
+            script: Default::default(),
+            device_acks: false,
+        },
+        EngineSettings::default(),
+    );
+    let (id, due) = accept_one(&f).await;
+    // The receipt path keeps the device's receipt while the send's record is being written
+    // (after the send looked for one), and the look after the record fails (the database
+    // going away): the delivery must not wait for its receipt timeout.
+    let receipt = Receipt {
+        provider_ref: format!("ref-{id}"),
+        cid: "c1".into(),
+        status: ReceiptStatus::Delivered,
+        at: None,
+    };
+    *store.kv().before_next_write.lock().expect("lock") = Some(vec![(
+        pushgate_store_kv::keys::early_receipt("p", &receipt.provider_ref),
+        Some(serde_json::to_vec(&receipt).expect("json")),
+    )]);
+    assert!(f.engine.deliver(due, id).await.is_err(), "the look failed");
+    let d = f.delivery(id).await;
+    assert_eq!(d.state, DeliveryState::Delivered, "{d:?}");
+    assert_eq!(d.next_attempt_at, None);
+    assert_eq!(f.provider.sends.load(Ordering::SeqCst), 1);
 }
