@@ -493,8 +493,8 @@ impl pushgate_store_kv::Kv for FlakyKv {
     }
 }
 
-#[tokio::test]
-async fn a_send_whose_record_failed_is_settled_by_the_receipt_kept_meanwhile() {
+/// An engine on a [`FlakyKv`] store, with a provider that has a 60 s receipt timeout.
+fn flaky_fixture() -> (Arc<pushgate_store_kv::KvStore<FlakyKv>>, Fixture) {
     let store = Arc::new(pushgate_store_kv::KvStore::new(FlakyKv::default()).expect("store"));
     let f = fixture_on(
         store.clone(),
@@ -506,6 +506,12 @@ async fn a_send_whose_record_failed_is_settled_by_the_receipt_kept_meanwhile() {
         },
         EngineSettings::default(),
     );
+    (store, f)
+}
+
+#[tokio::test]
+async fn a_send_whose_record_failed_is_settled_by_the_receipt_kept_meanwhile() {
+    let (store, f) = flaky_fixture();
     let (id, due) = accept_one(&f).await;
     // The device's receipt came before the send was recorded: kept.
     assert_eq!(f.receipt(id).await.early, 1);
@@ -521,17 +527,7 @@ async fn a_send_whose_record_failed_is_settled_by_the_receipt_kept_meanwhile() {
 
 #[tokio::test]
 async fn a_receipt_kept_while_the_send_was_recorded_settles_it_though_the_next_look_fails() {
-    let store = Arc::new(pushgate_store_kv::KvStore::new(FlakyKv::default()).expect("store"));
-    let f = fixture_on(
-        store.clone(),
-        Counting {
-            sends: AtomicUsize::new(0),
-            receipt_timeout: Some(Duration::from_secs(60)),
-            script: Default::default(),
-            device_acks: false,
-        },
-        EngineSettings::default(),
-    );
+    let (store, f) = flaky_fixture();
     let (id, due) = accept_one(&f).await;
     // The receipt path keeps the device's receipt while the send's record is being written
     // (after the send looked for one), and the look after the record fails (the database
