@@ -252,6 +252,93 @@ async fn fcm_pushers_get_sygnals_data_and_gone_tokens_are_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apns_pushers_get_sygnals_aps_and_gone_tokens_are_rejected() {
+    use base64::Engine;
+    use pushgate_apns::emulator as apns;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = pushgate_apns::ProviderKey::generate();
+    std::fs::write(dir.path().join("AuthKey.p8"), key.to_pem().expect("pem")).expect("key");
+    let tls = apns::generate_tls(dir.path()).expect("tls");
+    let emu = apns::Emulator::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        key.verifying_key(),
+        &tls,
+        apns::EmulatorConfig::default(),
+    )
+    .await
+    .expect("apns emulator");
+    let c = emu.config();
+    let extra = format!(
+        "[[matrix_apps]]\napp_id = \"com.example.ios\"\napp = \"demo\"\nprovider = \"apns\"\n\n[[providers]]\nname = \"apns\"\nkind = \"apns\"\nteam_id = \"{}\"\nkey_id = \"{}\"\nprivate_key_file = \"AuthKey.p8\"\ntopic = \"{}\"\nbase_url = \"{}\"\nca_file = \"apns-emu-ca.pem\"\ntimeout_ms = 3000\n",
+        c.team_id,
+        c.key_id,
+        c.topic,
+        emu.url()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config(dir.path(), None, "", &extra));
+    let homeserver = gw.api().with_key(None);
+    // Pushers register the device token base64-encoded, as Element iOS does.
+    let b64 = |token: &[u8]| base64::engine::general_purpose::STANDARD.encode(token);
+    let token = [0x5a_u8; 32];
+    let mut body = notify("com.example.ios", &b64(&token), "$a1");
+    body["notification"]["room_name"] = json!("Team");
+    body["notification"]["devices"][0]["data"] =
+        json!({"default_payload": {"aps": {"mutable-content": 1}, "app": "element"}});
+    let r = homeserver.post("/_matrix/push/v1/notify", &body).await;
+    assert_eq!(r.json, json!({"rejected": []}), "{}", r.text);
+    let hex_token = hex::encode(token);
+    let got = eventually(WAIT, "the alert on the iPhone", || {
+        let inbox = emu.inbox(&hex_token);
+        async move { inbox.first().cloned() }
+    })
+    .await;
+    assert_eq!(
+        (got.push_type.as_str(), got.priority.as_str()),
+        ("alert", "10")
+    );
+    assert_eq!(
+        got.payload["aps"],
+        json!({"mutable-content": 1, "badge": 1, "alert": {
+            "loc-key": "MSG_FROM_USER_IN_ROOM_WITH_CONTENT", "loc-args": ["alice", "Team", "hello"]}})
+    );
+    assert_eq!(got.payload["room_id"], "!room:localhost");
+    assert_eq!(got.payload["event_id"], "$a1");
+    assert_eq!(got.payload["app"], "element");
+    // A badge update (counts only, low priority): an alert push carrying the badge alone.
+    let counts = json!({"notification": {"counts": {"unread": 0, "missed_calls": 2},
+        "prio": "low", "devices": [{"app_id": "com.example.ios", "pushkey": b64(&token)}]}});
+    let r = homeserver.post("/_matrix/push/v1/notify", &counts).await;
+    assert_eq!(r.json, json!({"rejected": []}), "{}", r.text);
+    let badge = eventually(WAIT, "the badge update", || {
+        let inbox = emu.inbox(&hex_token);
+        async move { inbox.get(1).cloned() }
+    })
+    .await;
+    assert_eq!(badge.payload["aps"], json!({"badge": 2}));
+    assert_eq!(
+        (badge.push_type.as_str(), badge.priority.as_str()),
+        ("alert", "5")
+    );
+    // APNs' 410 Unregistered within the wait: rejected; a pushkey that is no base64 too.
+    let mut gone = [0u8; 32];
+    gone[..2].copy_from_slice(&[0xde, 0xad]);
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &notify("com.example.ios", &b64(&gone), "$a2"),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": [b64(&gone)]}), "{}", r.text);
+    let r = homeserver
+        .post(
+            "/_matrix/push/v1/notify",
+            &notify("com.example.ios", "not base64!", "$a3"),
+        )
+        .await;
+    assert_eq!(r.json, json!({"rejected": ["not base64!"]}), "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_push_pushers_take_their_subscription_from_each_notify() {
     use std::sync::Arc;
     use support::webpush::{b64, push_service, Browser, PushService};

@@ -37,6 +37,14 @@ pub struct MatrixApp {
     pub app_id: String,
     pub app: String,
     pub provider: String,
+    /// APNs only: pushkeys are base64 device tokens, sent as hex (Sygnal's option, on by
+    /// default; off when the app registers its pushers with hex tokens).
+    #[serde(default = "yes")]
+    pub convert_device_token_to_hex: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl MatrixApp {

@@ -18,7 +18,7 @@ use crate::client::{self, H2Client};
 use crate::config::ApnsSettings;
 use crate::error::{classify, reason, ApnsError};
 use crate::token::{ProviderKey, TokenCache};
-use crate::wire::{self, MAX_PAYLOAD_BYTES};
+use crate::wire::{self, Outgoing, MAX_PAYLOAD_BYTES};
 
 /// What the device-ack envelope adds to a payload, at most.
 const ACK_ENVELOPE: usize = 128;
@@ -67,18 +67,22 @@ impl ApnsProvider {
         Duration::from_millis(self.settings.timeout_ms)
     }
 
-    async fn call(&self, delivery: &OutboundDelivery, body: &Bytes, apns_id: &str) -> Answer {
+    async fn call(
+        &self,
+        delivery: &OutboundDelivery,
+        out: &Outgoing,
+        body: &Bytes,
+        apns_id: &str,
+    ) -> Answer {
         let token = self.tokens.get();
-        let (push_type, priority) =
-            wire::push_type(delivery.notification.as_deref(), delivery.urgency);
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}/3/device/{}", self.origin, delivery.cid))
             .header(header::AUTHORIZATION, format!("bearer {token}"))
             .header(header::CONTENT_TYPE, "application/json")
             .header("apns-topic", &self.settings.topic)
-            .header("apns-push-type", push_type)
-            .header("apns-priority", priority)
+            .header("apns-push-type", out.push_type)
+            .header("apns-priority", out.priority)
             .header(
                 "apns-expiration",
                 wire::expiration(now_secs(), delivery.ttl).to_string(),
@@ -138,14 +142,19 @@ impl Provider for ApnsProvider {
     }
 
     async fn send(&self, delivery: &OutboundDelivery) -> Result<Sent, ProviderError> {
-        let aps = wire::aps(delivery.notification.as_deref(), self.settings.device_acks);
-        let payload = wire::payload_of(&delivery.payload, &delivery.idempotency_key, aps)
-            .map_err(|e| ProviderError::permanent("payload_refused", e))?;
-        let body = Bytes::from(payload.to_string());
+        let out = wire::outgoing(
+            &delivery.payload,
+            delivery.notification.as_deref(),
+            delivery.urgency,
+            &delivery.idempotency_key,
+            self.settings.device_acks,
+        )
+        .map_err(|e| ProviderError::permanent("payload_refused", e))?;
+        let body = Bytes::from(out.body.to_string());
         let apns_id = wire::apns_id(&delivery.idempotency_key);
         let mut renewed = false;
         loop {
-            match self.call(delivery, &body, &apns_id).await {
+            match self.call(delivery, &out, &body, &apns_id).await {
                 Answer::Sent(id) => return Ok(Sent { provider_ref: id }),
                 Answer::Failed(e) => return Err(e),
                 Answer::ExpiredToken(token) if !renewed => {
@@ -212,10 +221,15 @@ impl ApnsProvider {
         } else {
             payload.clone()
         };
-        let aps = wire::aps(notification, self.settings.device_acks);
-        let body =
-            wire::payload_of(&wrapped, &"0".repeat(32), aps).map_err(PayloadError::Refused)?;
-        let len = body.to_string().len()
+        let out = wire::outgoing(
+            &wrapped,
+            notification,
+            None,
+            &"0".repeat(32),
+            self.settings.device_acks,
+        )
+        .map_err(PayloadError::Refused)?;
+        let len = out.body.to_string().len()
             + if self.settings.device_acks {
                 ACK_ENVELOPE
             } else {

@@ -11,6 +11,10 @@
 //! `apns-priority: 10`, or 5 for low urgency): `aps.alert` holds its title and body, and with
 //! device acks `aps.mutable-content` is 1, so the app's notification service extension runs
 //! (and can post the ack) even when the app does not.
+//!
+//! A payload may bring its own `aps` object (badges, sounds, `loc-key` alerts: the Matrix
+//! gateway sends Sygnal's layout so): it is APNs' `aps` as it is, an alert push when it has
+//! `alert`, `badge` or `sound`, else a background one (`content-available` set).
 
 use std::time::Duration;
 
@@ -43,29 +47,82 @@ pub fn aps(notification: Option<&Notification>, mutable: bool) -> Value {
     }
 }
 
-/// `apns-push-type` and `apns-priority` of a notification.
-pub fn push_type(
-    notification: Option<&Notification>,
-    urgency: Option<Urgency>,
-) -> (&'static str, &'static str) {
-    match (notification, urgency) {
-        (None, _) => ("background", "5"),
-        (Some(_), Some(Urgency::VeryLow | Urgency::Low)) => ("alert", "5"),
-        (Some(_), _) => ("alert", "10"),
-    }
+/// What a delivery becomes on the wire: the JSON body and its push type and priority.
+#[derive(Debug, PartialEq)]
+pub struct Outgoing {
+    pub body: Value,
+    pub push_type: &'static str,
+    pub priority: &'static str,
 }
 
-/// The JSON APNs gets for an app payload, with `aps` from [`aps`].
-pub fn payload_of(payload: &Value, request_id: &str, aps: Value) -> Result<Value, String> {
+/// The `aps` keys that make a notification visible (an alert push, not a background one).
+const VISIBLE_KEYS: [&str; 3] = ["alert", "badge", "sound"];
+
+/// The JSON APNs gets for a delivery's `payload` (with device acks, the ack envelope
+/// `{"payload": …, "ack": …}`), its notification and urgency. The `aps` is the payload's own
+/// when it brings one (then it may not have a notification part too), else [`aps`].
+pub fn outgoing(
+    payload: &Value,
+    notification: Option<&Notification>,
+    urgency: Option<Urgency>,
+    request_id: &str,
+    acks: bool,
+) -> Result<Outgoing, String> {
+    let (payload, own) = take_aps(payload, acks)?;
+    let aps = match (own, notification) {
+        (Some(_), Some(_)) => {
+            return Err("a payload with its own aps cannot have a notification part too".into())
+        }
+        (Some(mut own), None) => {
+            let visible = VISIBLE_KEYS.iter().any(|k| own.contains_key(*k));
+            if !visible {
+                own.insert("content-available".into(), json!(1));
+            } else if acks && own.contains_key("alert") {
+                own.entry("mutable-content").or_insert(json!(1));
+            }
+            Value::Object(own)
+        }
+        (None, n) => aps(n, acks),
+    };
+    let visible = VISIBLE_KEYS.iter().any(|k| aps.get(*k).is_some());
+    let (push_type, priority) = match (visible, urgency) {
+        (false, _) => ("background", "5"),
+        (true, Some(Urgency::VeryLow | Urgency::Low)) => ("alert", "5"),
+        (true, _) => ("alert", "10"),
+    };
+    Ok(Outgoing {
+        body: payload_of(&payload, request_id, aps)?,
+        push_type,
+        priority,
+    })
+}
+
+/// `payload` without its `aps` (with device acks, the app payload's inside the envelope),
+/// and that `aps`, which must be an object.
+fn take_aps(payload: &Value, acks: bool) -> Result<(Value, Option<Map<String, Value>>), String> {
+    let mut payload = payload.clone();
+    let app = if acks {
+        &mut payload["payload"]
+    } else {
+        &mut payload
+    };
+    let own = match app.as_object_mut().and_then(|fields| fields.remove("aps")) {
+        None => None,
+        Some(Value::Object(aps)) => Some(aps),
+        Some(_) => return Err("the payload's aps must be an object (APNs' aps dictionary)".into()),
+    };
+    Ok((payload, own))
+}
+
+/// The JSON APNs gets for an app payload (without `aps`), with `aps` beside its keys.
+fn payload_of(payload: &Value, request_id: &str, aps: Value) -> Result<Value, String> {
     let mut body = Map::new();
     body.insert("aps".into(), aps);
     match payload {
         Value::Object(fields) => {
             for (key, value) in fields {
-                if key == "aps" || key == REQUEST_ID_KEY {
-                    return Err(format!(
-                        "the payload key {key:?} is reserved (APNs' aps, pushgate's {REQUEST_ID_KEY})"
-                    ));
+                if key == REQUEST_ID_KEY {
+                    return Err(format!("the payload key {key:?} is reserved (pushgate's)"));
                 }
                 body.insert(key.clone(), value.clone());
             }
@@ -131,28 +188,63 @@ pub fn check_device_token(token: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn out(payload: Value, n: Option<&Notification>, acks: bool) -> Outgoing {
+        outgoing(&payload, n, None, "k", acks).expect("outgoing")
+    }
+
     #[test]
     fn payloads_sit_beside_aps() {
-        let p = payload_of(&json!({"text": "hi", "n": 1}), "k", aps(None, false)).expect("payload");
+        let o = out(json!({"text": "hi", "n": 1}), None, false);
         assert_eq!(
-            p,
+            o.body,
             json!({"aps": {"content-available": 1}, "text": "hi", "n": 1, "pushgate_request_id": "k"})
         );
-        assert_eq!(
-            payload_of(&json!("plain"), "k", aps(None, false)).expect("payload")["payload"],
-            "plain"
-        );
-        assert!(payload_of(&json!({"aps": {}}), "k", aps(None, false)).is_err());
+        assert_eq!((o.push_type, o.priority), ("background", "5"));
+        assert_eq!(out(json!("plain"), None, false).body["payload"], "plain");
+        assert!(outgoing(&json!({"pushgate_request_id": 1}), None, None, "k", false).is_err());
         let n = Notification {
             title: "Alice".into(),
             body: "hi".into(),
         };
+        let o = out(json!({}), Some(&n), true);
         assert_eq!(
-            aps(Some(&n), true),
+            o.body["aps"],
             json!({"alert": {"title": "Alice", "body": "hi"}, "mutable-content": 1})
         );
-        assert_eq!(push_type(Some(&n), None), ("alert", "10"));
-        assert_eq!(push_type(None, Some(Urgency::High)), ("background", "5"));
+        assert_eq!((o.push_type, o.priority), ("alert", "10"));
+        let low = outgoing(&json!({}), Some(&n), Some(Urgency::Low), "k", false).expect("low");
+        assert_eq!(low.priority, "5");
+    }
+
+    #[test]
+    fn a_payloads_own_aps_is_apns_aps() {
+        let alert = json!({"aps": {"alert": {"loc-key": "MSG_FROM_USER", "loc-args": ["Alice"]}, "badge": 2}, "room_id": "!r"});
+        let o = out(alert.clone(), None, false);
+        assert_eq!(o.body["aps"], alert["aps"]);
+        assert_eq!(o.body["room_id"], "!r");
+        assert_eq!((o.push_type, o.priority), ("alert", "10"));
+        // Under device acks the aps leaves the envelope, and an extension may run to ack.
+        let o = out(json!({"payload": alert, "ack": "t"}), None, true);
+        assert_eq!(o.body["aps"]["mutable-content"], 1);
+        assert_eq!(o.body["aps"]["badge"], 2);
+        assert!(o.body["payload"].get("aps").is_none());
+        assert_eq!(o.body["payload"]["room_id"], "!r");
+        // A badge alone is an alert push; an aps with nothing visible a background one.
+        assert_eq!(
+            out(json!({"aps": {"badge": 0}}), None, false).push_type,
+            "alert"
+        );
+        let o = out(json!({"aps": {"thread-id": "x"}}), None, false);
+        assert_eq!(
+            (o.push_type, o.body["aps"]["content-available"].clone()),
+            ("background", json!(1))
+        );
+        let n = Notification {
+            title: "t".into(),
+            body: "b".into(),
+        };
+        assert!(outgoing(&json!({"aps": {}}), Some(&n), None, "k", false).is_err());
+        assert!(outgoing(&json!({"aps": "alert"}), None, None, "k", false).is_err());
     }
 
     #[test]

@@ -212,11 +212,19 @@ async fn apns_reasons_become_retry_decisions() {
         "payload_too_large"
     );
     assert_eq!(
-        apns.check_payload(&json!({"aps": {}}))
+        apns.check_payload(&json!({"aps": "alert"}))
             .expect_err("aps")
             .code(),
         "invalid_payload"
     );
+    // A payload's own aps is APNs' aps: a badge alone makes an alert push.
+    let own = json!({"aps": {"badge": 4, "sound": "default"}, "room": "r"});
+    assert!(apns.check_payload(&own).is_ok());
+    assert!(apns.send(&delivery(&token(2), own)).await.is_ok());
+    let got = s.emu.inbox(&token(2)).pop().expect("delivered");
+    assert_eq!(got.push_type, "alert");
+    assert_eq!(got.payload["aps"], json!({"badge": 4, "sound": "default"}));
+    assert_eq!(got.payload["room"], "r");
     assert!(apns.check_cid("bob-phone").is_err());
 }
 

@@ -50,6 +50,34 @@ fn app_for<'a>(apps: &'a [MatrixApp], app_id: &str) -> Option<&'a MatrixApp> {
     })
 }
 
+/// The cid (and device data) a pusher's deliveries use on a provider of `kind`; `None` (the
+/// pushkey is rejected) when the pusher cannot be a device there.
+fn device_of(
+    kind: &str,
+    entry: &MatrixApp,
+    device: &matrix::Device,
+) -> Option<(String, Option<Value>)> {
+    match kind {
+        // A Web Push pusher's subscription travels in each notify.
+        "webpush" => {
+            let found = device.web_push_subscription();
+            if found.is_none() {
+                tracing::info!(app_id = %entry.app_id, "Web Push pusher without data.endpoint and data.auth; rejected");
+            }
+            found.map(|(cid, subscription)| (cid, Some(subscription)))
+        }
+        "apns" => {
+            let token =
+                matrix::apns::device_token(&device.pushkey, entry.convert_device_token_to_hex);
+            if token.is_none() {
+                tracing::info!(app_id = %entry.app_id, "APNs pushkey is not base64 (convert_device_token_to_hex); rejected");
+            }
+            token.map(|t| (t, None))
+        }
+        _ => Some((device.pushkey.clone(), None)),
+    }
+}
+
 /// `POST /_matrix/push/v1/notify` → 200 `{"rejected": [pushkeys]}`.
 pub async fn notify(
     state: &Arc<ApiState>,
@@ -93,19 +121,10 @@ pub async fn notify(
             .get(&entry.provider)
             .copied()
             .unwrap_or("");
-        // A Web Push pusher's subscription travels in each notify.
-        let (cid, device_data) = if kind == "webpush" {
-            match device.web_push_subscription() {
-                Some((cid, subscription)) => (cid, Some(subscription)),
-                None => {
-                    tracing::info!(app_id = %entry.app_id, "Web Push pusher without data.endpoint and data.auth; rejected");
-                    count(&entry.app_id, "rejected");
-                    rejected.push(device.pushkey.clone());
-                    continue;
-                }
-            }
-        } else {
-            (device.pushkey.clone(), None)
+        let Some((cid, device_data)) = device_of(kind, entry, device) else {
+            count(&entry.app_id, "rejected");
+            rejected.push(device.pushkey.clone());
+            continue;
         };
         let device_ref = DeviceRef {
             provider: entry.provider.clone(),

@@ -110,7 +110,11 @@ pub fn notification(
         // A background notification wakes the app and shows nothing.
         return Err(bad("BadPayload"));
     }
-    if push_type == "alert" && !aps.contains_key("alert") {
+    if push_type == "alert"
+        && !["alert", "badge", "sound"]
+            .iter()
+            .any(|k| aps.contains_key(*k))
+    {
         return Err(bad("BadPayload"));
     }
     Ok(DeviceNotification {
