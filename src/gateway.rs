@@ -110,6 +110,8 @@ impl Gateway {
             acks: pushgate_engine::acks::AckSigner::new(
                 &ack_secret(store.as_ref(), data_dir).await?,
             ),
+            event_log: (config.event_stream.retention_seconds > 0)
+                .then(|| Duration::from_secs(config.event_stream.retention_seconds)),
         };
         let router = SendMessageRouter::new(SendMessageSettings {
             relay_apps: config
@@ -151,6 +153,10 @@ impl Gateway {
             shutdown_rx.clone(),
         )));
         workers.push(tokio::spawn(run_gauges(
+            engine.clone(),
+            shutdown_rx.clone(),
+        )));
+        workers.push(tokio::spawn(pushgate_engine::event_log::run_pruner(
             engine.clone(),
             shutdown_rx.clone(),
         )));
@@ -199,6 +205,18 @@ impl Gateway {
                     .matrix
                     .per_source_rps
                     .map(crate::http::PerSourceLimit::new),
+            },
+            event_stream: crate::http::EventStreamState {
+                keepalive: Duration::from_secs(config.event_stream.keepalive_seconds),
+                buffer: config.event_stream.buffer,
+                // Other nodes' events reach this node only through the shared store.
+                poll_store: config.store.backend != "sled",
+                settle: if config.store.backend == "sled" {
+                    Duration::from_millis(250)
+                } else {
+                    Duration::from_secs(1)
+                },
+                shutdown: shutdown_rx.clone(),
             },
             metrics,
             ready: true.into(),

@@ -72,6 +72,7 @@ async fn callbacks_that_cannot_be_stored_are_refused_so_the_provider_retries() {
             pushgate_sendmessage::SendMessageSettings::default(),
         ))),
     );
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
     let state = Arc::new(ApiState {
         engine,
         keys: ApiKeys::new(&config.apps),
@@ -87,10 +88,16 @@ async fn callbacks_that_cannot_be_stored_are_refused_so_the_provider_retries() {
             provider_kinds: Default::default(),
             limit: None,
         },
+        event_stream: pushgate::http::EventStreamState {
+            keepalive: Duration::from_secs(15),
+            buffer: 64,
+            poll_store: false,
+            settle: Duration::from_millis(250),
+            shutdown: stopped.clone(),
+        },
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(pushgate::http::serve(
         listener,
         state,

@@ -1,6 +1,7 @@
 //! The gateway's TOML config: loading, `${VAR}` expansion, validation with file lines,
 //! and the embedded default.
 
+pub mod event_stream;
 mod expand;
 pub mod matrix;
 pub mod providers;
@@ -311,6 +312,8 @@ struct RawConfig {
     #[serde(default)]
     log: LogConfig,
     #[serde(default)]
+    event_stream: event_stream::EventStreamConfig,
+    #[serde(default)]
     matrix: matrix::MatrixConfig,
     #[serde(default)]
     matrix_apps: Vec<toml::Spanned<matrix::MatrixApp>>,
@@ -328,6 +331,7 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub event_stream: event_stream::EventStreamConfig,
     pub matrix: matrix::MatrixConfig,
     pub matrix_apps: Vec<matrix::MatrixApp>,
     pub apps: Vec<AppConfig>,
@@ -419,6 +423,7 @@ impl Config {
             webhooks: raw.webhooks,
             store: raw.store,
             log: raw.log,
+            event_stream: raw.event_stream,
             matrix: raw.matrix,
             matrix_apps,
             apps,
@@ -588,6 +593,7 @@ impl Config {
                 .map_err(|e| err("store", "node_id", e.0))?;
         }
         matrix::validate_matrix(&self.matrix, |key, m| err("matrix", key, m))?;
+        event_stream::validate(&self.event_stream, |key, m| err("event_stream", key, m))?;
         if self.server.device_ack_rps == 0 {
             return Err(err("server", "device_ack_rps", "must be at least 1".into()));
         }
@@ -621,6 +627,7 @@ impl Config {
             webhooks: WebhookConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            event_stream: event_stream::EventStreamConfig::default(),
             matrix: matrix::MatrixConfig::default(),
             matrix_apps: Vec::new(),
             apps: vec![AppConfig {

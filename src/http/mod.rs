@@ -41,6 +41,22 @@ pub struct ApiState {
     pub device_acks: RateLimit,
     /// The Matrix push gateway API's settings and app map.
     pub matrix: MatrixState,
+    /// How `GET /v1/apps/{app}/events` serves its readers.
+    pub event_stream: EventStreamState,
+}
+
+/// What the event stream needs.
+pub struct EventStreamState {
+    pub keepalive: Duration,
+    /// Events queued per reader before it is cut off.
+    pub buffer: usize,
+    /// Also read the log every second (a shared store: other nodes log events too).
+    pub poll_store: bool,
+    /// How old an event must be before it is streamed: longer than any write takes to
+    /// commit, so ids go out in order and none commits behind the cursor.
+    pub settle: Duration,
+    /// Turns true when the gateway stops: streams end so connections can close.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// What `POST /_matrix/push/v1/notify` needs.

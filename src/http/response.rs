@@ -1,14 +1,43 @@
 //! JSON responses and the API's error shape:
 //! `{"error": {"code": "snake_case_code", "message": "human sentence"}}`.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
+use hyper::body::{Body as HttpBody, Frame};
 use pushgate_engine::{EngineError, ErrorClass};
 use serde::Serialize;
 
+/// A response body: whole, or streamed from a channel (the event stream).
+pub type Body = Either<Full<Bytes>, ChannelBody>;
+
 /// What every handler returns.
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<Body>;
+
+/// A body whose chunks come from a channel; it ends when the sender is dropped.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl HttpBody for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+fn whole(bytes: impl Into<Bytes>) -> Body {
+    Either::Left(Full::new(bytes.into()))
+}
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,7 +122,7 @@ impl From<EngineError> for ApiError {
 /// A JSON response.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(whole(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -104,14 +133,14 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
 
 /// An empty response.
 pub fn empty(status: StatusCode) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(whole(Bytes::new()));
     *response.status_mut() = status;
     response
 }
 
 /// A plain-text response.
 pub fn text(status: StatusCode, content_type: &'static str, body: String) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(whole(body));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -8,6 +8,7 @@ pub mod client;
 pub mod gateway;
 pub mod plugins;
 pub mod postgres;
+pub mod sse;
 pub mod webpush;
 
 use std::future::Future;

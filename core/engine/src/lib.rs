@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod dispatcher;
 pub mod engine;
+pub mod event_log;
 pub mod events;
 pub mod locks;
 pub mod metrics;

@@ -33,9 +33,19 @@ pub const CIRCUIT_STATE: &str = "pushgate_circuit_state";
 pub const PLUGIN_LOADS_TOTAL: &str = "pushgate_plugin_loads_total";
 pub const PLUGIN_FAULTS_TOTAL: &str = "pushgate_plugin_faults_total";
 pub const MATRIX_NOTIFICATIONS_TOTAL: &str = "pushgate_matrix_notifications_total";
+pub const EVENT_STREAM_READERS: &str = "pushgate_event_stream_readers";
+pub const EVENT_STREAM_CUTOFFS_TOTAL: &str = "pushgate_event_stream_cutoffs_total";
 
 /// `(name, help)` for every metric, for the exporter's HELP lines.
 pub const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        EVENT_STREAM_READERS,
+        "Clients following an app's event stream (GET /v1/apps/{app}/events) on this node.",
+    ),
+    (
+        EVENT_STREAM_CUTOFFS_TOTAL,
+        "Event stream readers cut off for reading too slowly, by app.",
+    ),
     (
         MATRIX_NOTIFICATIONS_TOTAL,
         "Matrix notify devices, by app_id and result (accepted, rejected, unknown_app, skipped, refused).",

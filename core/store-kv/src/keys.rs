@@ -19,6 +19,7 @@
 //! | `L`    | due ms (8) mirror id (16)             | AliasMirror (JSON)        |
 //! | `K`    | provider 0 app 0 cid                  | due (8) mirror id (16)    |
 //! | `G`    | provider 0 cid                        | at ms (JSON): device gone |
+//! | `S`    | app 0 event id (16)                   | EventRecord (JSON): log   |
 //!
 //! Names never contain a 0 byte (validated), so the separator is unambiguous.
 
@@ -35,6 +36,8 @@ pub const EXPIRY: u8 = b'X';
 pub const EVENT: u8 = b'E';
 pub const EARLY_RECEIPT: u8 = b'P';
 pub const GONE_DEVICE: u8 = b'G';
+/// An app's event log: `S app 0 id(16)` → EventRecord (JSON).
+pub const EVENT_LOG: u8 = b'S';
 pub const UPSTREAM: u8 = b'U';
 pub const ORDERED: u8 = b'Q';
 /// Scheduled removals: `Z ++ at(8) ++ id(16)` → the key to remove.
@@ -136,6 +139,26 @@ pub fn ordered(key: &str, id: MessageId) -> Vec<u8> {
     let mut k = ordered_prefix(key);
     k.extend_from_slice(&id.to_bytes());
     k
+}
+
+/// `S app 0`: the start of an app's event log.
+pub fn event_log_prefix(app: &str) -> Vec<u8> {
+    let mut k = join(EVENT_LOG, &[app.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub fn event_log(app: &str, id: MessageId) -> Vec<u8> {
+    let mut k = event_log_prefix(app);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+/// The app prefix length and event id of an event log key.
+pub fn parse_event_log(key: &[u8]) -> Option<(usize, MessageId)> {
+    let split = key.len().checked_sub(16)?;
+    let id: [u8; 16] = key.get(split..)?.try_into().ok()?;
+    Some((split, MessageId::from_bytes(id)))
 }
 
 pub fn idempotency(app: &str, request_id: &str) -> Vec<u8> {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::alias_codec;
 use crate::claims::Claims;
 use crate::keys;
-use crate::kv::{Kv, Write1};
+use crate::kv::{prefix_end, Kv, Write1};
 use pushgate_store::{
     BindError, BindOutcome, Binding, DeliveryStore, Guard, IdempotencyEntry, IdentityStore, Lease,
     MirrorPlan, Removable, Timer, WriteOp,
@@ -245,6 +245,7 @@ impl<K: Kv> KvStore<K> {
                     batch.insert(keys::event(e.next_attempt_at, e.id), encode(&e))
                 }
                 WriteOp::DeleteEvent { due, id } => batch.remove(keys::event(due, id)),
+                WriteOp::LogEvent(e) => batch.insert(keys::event_log(&e.app, e.id), encode(&e)),
                 WriteOp::PutEarlyReceipt { provider, receipt } => batch.insert(
                     keys::early_receipt(&provider, &receipt.provider_ref),
                     encode(&receipt),
@@ -826,6 +827,64 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
         self.first_ordered(key, after)
     }
 
+    async fn logged_events(
+        &self,
+        app: &str,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let prefix = keys::event_log_prefix(app);
+        let start = match after {
+            // The smallest key greater than `after`'s own.
+            Some(id) => {
+                let mut k = keys::event_log(app, id);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut events = Vec::new();
+        for item in self.kv.range(start, prefix_end(&prefix)).take(limit) {
+            let (k, v) = item?;
+            events.push(decode(&k, &v)?);
+        }
+        Ok(events)
+    }
+
+    async fn prune_event_log(&self, before: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut batch = Writes::default();
+        let mut n = 0;
+        let mut start = vec![keys::EVENT_LOG];
+        let end = prefix_end(&[keys::EVENT_LOG]);
+        'apps: while n < limit {
+            for item in self.kv.range(start.clone(), end.clone()) {
+                let (k, _) = item?;
+                let Some((app_len, id)) = keys::parse_event_log(&k) else {
+                    continue;
+                };
+                if id.0.timestamp_ms() < before {
+                    batch.remove(&k);
+                    n += 1;
+                    if n >= limit {
+                        break 'apps;
+                    }
+                    continue;
+                }
+                // The rest of this app's log is newer: go on with the next app's.
+                match prefix_end(&k[..app_len]) {
+                    Some(next) => start = next,
+                    None => break 'apps,
+                }
+                continue 'apps;
+            }
+            break;
+        }
+        if n > 0 {
+            self.write(batch)?;
+        }
+        Ok(n)
+    }
+
     async fn apply_if(&self, guards: Vec<Guard>, ops: Vec<WriteOp>) -> Result<bool, StoreError> {
         // Records are encoded before taking the lock, unless planning reads the store.
         let mut batch = Writes::default();
@@ -901,6 +960,47 @@ mod tests {
         Lease {
             owner: "t".into(),
             until: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_event_log_pages_per_app_and_prunes_by_age() {
+        let store = open();
+        let logged = |app: &str, ms: u64| EventRecord {
+            id: MessageId::from_bytes(((u128::from(ms) << 80) | rand_part(app, ms)).to_be_bytes()),
+            app: app.into(),
+            kind: pushgate_api::model::EventKind::MessageDelivered,
+            created_at: ms,
+            data: serde_json::json!({"at": ms}),
+            attempts: 0,
+            next_attempt_at: ms,
+            ordering_key: None,
+        };
+        fn rand_part(app: &str, ms: u64) -> u128 {
+            u128::from(ms) * 7 + app.len() as u128
+        }
+        let mut ops = Vec::new();
+        for ms in [1_000, 2_000, 3_000, 4_000] {
+            ops.push(WriteOp::LogEvent(logged("a", ms)));
+            ops.push(WriteOp::LogEvent(logged("bb", ms)));
+        }
+        store.apply(ops).await.expect("apply");
+        let all = store.logged_events("a", None, 10).await.expect("read");
+        assert_eq!(all.len(), 4);
+        assert!(all.iter().all(|e| e.app == "a"));
+        let after = store
+            .logged_events("a", Some(all[1].id), 1)
+            .await
+            .expect("page");
+        assert_eq!(after, vec![all[2].clone()]);
+        // Older than 2,500 ms: two of each app's, in one batch or in several.
+        assert_eq!(store.prune_event_log(2_500, 3).await.expect("prune"), 3);
+        assert_eq!(store.prune_event_log(2_500, 100).await.expect("prune"), 1);
+        assert_eq!(store.prune_event_log(2_500, 100).await.expect("prune"), 0);
+        for app in ["a", "bb"] {
+            let left = store.logged_events(app, None, 10).await.expect("read");
+            let times: Vec<u64> = left.iter().map(|e| e.created_at).collect();
+            assert_eq!(times, [3_000, 4_000], "{app}");
         }
     }
 

@@ -514,4 +514,41 @@ impl DeliveryStore for PgStore {
         )
         .await
     }
+
+    async fn logged_events(
+        &self,
+        app: &str,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let after = after.map(codec::id).unwrap_or_default();
+        let rows = self
+            .rows(
+                "SELECT record FROM event_log WHERE app = $1 AND id > $2 ORDER BY id LIMIT $3",
+                &[&app, &after, &(limit as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| codec::decode("event_log", row.get::<_, &[u8]>(0)))
+            .collect()
+    }
+
+    async fn prune_event_log(&self, before: u64, limit: usize) -> Result<usize, StoreError> {
+        let rows = self
+            .rows(
+                "WITH old AS (
+                     DELETE FROM event_log l USING (
+                         SELECT app, id FROM event_log WHERE created_at < $1
+                         LIMIT $2 FOR UPDATE SKIP LOCKED) o
+                     WHERE l.app = o.app AND l.id = o.id
+                     RETURNING 1)
+                 SELECT count(*) FROM old",
+                &[&ms(before), &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map(|row| from_ms(row.get::<_, i64>(0)) as usize)
+            .unwrap_or(0))
+    }
 }

@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "gone_devices",
         include_str!("../migrations/0003_gone_devices.sql"),
     ),
+    (
+        4,
+        "event_log",
+        include_str!("../migrations/0004_event_log.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("pushgate" in ASCII).

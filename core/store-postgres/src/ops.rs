@@ -215,6 +215,14 @@ fn plan_one(op: WriteOp, out: &mut Vec<Stmt>) {
             codec::id(message)
         )),
         WriteOp::PutEvent(e) => out.push(put_event(e.next_attempt_at, &e)),
+        WriteOp::LogEvent(e) => out.push(stmt!(
+            "INSERT INTO event_log (app, id, created_at, record) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (app, id) DO NOTHING",
+            e.app.clone(),
+            codec::id(e.id),
+            ms(e.id.0.timestamp_ms()),
+            codec::encode(&e),
+        )),
         WriteOp::DeleteEvent { due, id } => out.push(stmt!(
             "DELETE FROM events WHERE due = $1 AND id = $2",
             ms(due),

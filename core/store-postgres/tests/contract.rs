@@ -573,3 +573,46 @@ async fn a_device_reported_gone_is_known_to_every_node_until_it_is_bound_again()
         .expect("delete");
     assert_eq!(stores[0].gone_device(&device).await.expect("read"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_reads_the_event_log_in_id_order_and_one_prune_takes_each_old_event() {
+    let (_url, stores) = nodes(2).await;
+    let now = pushgate_api::clock::now_ms();
+    let old = |n: u128| EventRecord {
+        id: MessageId::from_bytes(((u128::from(now - 60_000) << 80) | n).to_be_bytes()),
+        ..event(None, now)
+    };
+    let mut written = vec![old(1), old(2), event(None, now), event(None, now)];
+    written.sort_by_key(|e| e.id);
+    for (i, e) in written.iter().enumerate() {
+        stores[i % 2]
+            .apply(vec![WriteOp::LogEvent(e.clone())])
+            .await
+            .expect("log");
+    }
+    let read = stores[1]
+        .logged_events("app", None, 10)
+        .await
+        .expect("read");
+    assert_eq!(read, written);
+    let page = stores[0]
+        .logged_events("app", Some(written[1].id), 1)
+        .await
+        .expect("page");
+    assert_eq!(page, vec![written[2].clone()]);
+    assert!(stores[0]
+        .logged_events("other", None, 10)
+        .await
+        .expect("other app")
+        .is_empty());
+    let (a, b) = tokio::join!(
+        stores[0].prune_event_log(now - 30_000, 100),
+        stores[1].prune_event_log(now - 30_000, 100)
+    );
+    assert_eq!(a.expect("prune") + b.expect("prune"), 2);
+    let left = stores[1]
+        .logged_events("app", None, 10)
+        .await
+        .expect("read");
+    assert_eq!(left, written[2..].to_vec());
+}

@@ -270,6 +270,9 @@ pub enum WriteOp {
     RetryAliasMirror(AliasMirror),
     /// Removes a mirror the provider took, if it is still its device's current one.
     FinishAliasMirror(AliasMirror),
+    /// Appends an event to its app's event log (what the event stream serves and resumes
+    /// from), kept until [`DeliveryStore::prune_event_log`] drops it.
+    LogEvent(EventRecord),
 }
 
 /// Messages, deliveries, the outbox, the TTL index and the webhook event outbox.
@@ -436,6 +439,19 @@ pub trait DeliveryStore: Send + Sync {
 
     /// When the earliest pending alias mirror is due.
     async fn next_alias_mirror(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Up to `limit` events of `app`'s event log after `after` (from the oldest kept when
+    /// `None`), in id order.
+    async fn logged_events(
+        &self,
+        app: &str,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Drops up to `limit` logged events whose ids were made before `before` (epoch ms);
+    /// returns how many.
+    async fn prune_event_log(&self, before: u64, limit: usize) -> Result<usize, StoreError>;
 
     /// The oldest queued event of an ordering key, after `after` if given.
     async fn next_ordered(

@@ -3,6 +3,7 @@
 mod acks;
 mod aliases;
 mod callbacks;
+mod events;
 mod matrix;
 mod messages;
 mod mock;
@@ -51,6 +52,9 @@ pub enum Route {
         app: String,
         id: String,
     },
+    Events {
+        app: String,
+    },
     Receipts {
         provider: String,
     },
@@ -97,6 +101,7 @@ impl Route {
                 cid: s(5)?,
             },
             ["v1", "apps", _, "messages"] => Route::Messages { app: s(2)? },
+            ["v1", "apps", _, "events"] => Route::Events { app: s(2)? },
             ["v1", "apps", _, "messages", _] => Route::Message {
                 app: s(2)?,
                 id: s(4)?,
@@ -131,6 +136,7 @@ impl Route {
             Route::Device { .. } => "/v1/apps/{app}/devices/{provider}/{cid}",
             Route::Messages { .. } => "/v1/apps/{app}/messages",
             Route::Message { .. } => "/v1/apps/{app}/messages/{message_id}",
+            Route::Events { .. } => "/v1/apps/{app}/events",
             Route::Receipts { .. } => "/v1/callbacks/{provider}/receipts",
             Route::Upstream { .. } => "/v1/callbacks/{provider}/upstream",
             Route::MockUpstream { .. } => "/v1/mock/{provider}/devices/{cid}/upstream",
@@ -162,7 +168,8 @@ impl Route {
             | Route::AliasDevice { app, .. }
             | Route::Device { app, .. }
             | Route::Messages { app }
-            | Route::Message { app, .. } => Some(app),
+            | Route::Message { app, .. }
+            | Route::Events { app } => Some(app),
             _ => None,
         }
     }
@@ -216,6 +223,7 @@ pub async fn dispatch(
         }
         (Method::POST, Route::Messages { app }) => messages::send(state, &app, request).await?,
         (Method::GET, Route::Message { app, id }) => messages::get(state, &app, &id).await?,
+        (Method::GET, Route::Events { app }) => events::stream(state, &app, request).await?,
         (Method::POST, Route::DeviceAcks) => acks::post(state, request).await?,
         (Method::POST, Route::MatrixNotify) => matrix::notify(state, request).await?,
         (Method::POST, Route::Receipts { provider }) => {

@@ -8,31 +8,33 @@ use crate::model::{DeliveryRecord, EventKind, EventRecord, MessageId, MessageRec
 use crate::store::WriteOp;
 
 impl Engine {
-    /// An op that queues `kind` for the message's app, or `None` if the app has no webhook
-    /// or the message is pushgate's own (a receipt push).
+    /// The ops that queue `kind` for the message's app (see [`Engine::new_event`]); none for
+    /// pushgate's own messages (a receipt push).
     pub(crate) fn event_op(
         &self,
         message: &MessageRecord,
         kind: EventKind,
         data: Value,
         now: u64,
-    ) -> Option<WriteOp> {
+    ) -> Vec<WriteOp> {
         if message.system {
-            return None;
+            return Vec::new();
         }
         self.new_event(&message.app, kind, data, now)
     }
 
-    /// An op that queues an event for `app`, if the app has a webhook.
+    /// The ops that record an event for `app`: into the webhook outbox if the app has a
+    /// webhook, into the event log if there is one.
     pub(crate) fn new_event(
         &self,
         app: &str,
         kind: EventKind,
         data: Value,
         now: u64,
-    ) -> Option<WriteOp> {
-        if !self.apps.get(app).is_some_and(|a| a.webhooks) {
-            return None;
+    ) -> Vec<WriteOp> {
+        let webhooks = self.apps.get(app).is_some_and(|a| a.webhooks);
+        if !webhooks && self.settings.event_log.is_none() {
+            return Vec::new();
         }
         let event = EventRecord {
             id: MessageId::generate(),
@@ -44,7 +46,14 @@ impl Engine {
             next_attempt_at: now,
             ordering_key: None,
         };
-        Some(WriteOp::PutEvent(event))
+        let mut ops = Vec::with_capacity(2);
+        if self.settings.event_log.is_some() {
+            ops.push(WriteOp::LogEvent(event.clone()));
+        }
+        if webhooks {
+            ops.push(WriteOp::PutEvent(event));
+        }
+        ops
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use crate::backoff::RetryPolicy;
 use crate::error::EngineError;
 use crate::locks::StripedLocks;
-use crate::model::{DeliveryId, MessageId};
+use crate::model::{DeliveryId, EventRecord, MessageId};
 use crate::provider::{Provider, ProviderContext};
 use crate::store::{Store, WriteOp};
 use crate::upstream::UpstreamRouter;
@@ -59,6 +59,9 @@ pub struct EngineSettings {
     /// Makes and checks device acknowledgement tokens (every node of a cluster needs the
     /// same secret).
     pub acks: crate::acks::AckSigner,
+    /// How long the event log keeps each app's events for the event stream (`None`: no
+    /// event log).
+    pub event_log: Option<Duration>,
 }
 
 impl Default for EngineSettings {
@@ -74,6 +77,7 @@ impl Default for EngineSettings {
             lease: Duration::from_secs(30),
             node_id: default_node_id(),
             acks: crate::acks::AckSigner::new(&rand::random::<[u8; 32]>()),
+            event_log: None,
         }
     }
 }
@@ -101,6 +105,9 @@ pub struct Engine {
     pub(crate) expiry_sleeps_until: std::sync::atomic::AtomicU64,
     /// What upstream messages become; without one, upstream callbacks are refused.
     pub(crate) upstream_router: Option<Arc<dyn UpstreamRouter>>,
+    /// Every event logged by this node, once its write succeeded (the event stream's live
+    /// feed).
+    pub(crate) event_feed: tokio::sync::broadcast::Sender<Arc<EventRecord>>,
 }
 
 impl Engine {
@@ -134,6 +141,7 @@ impl Engine {
             expiry_waker: Notify::new(),
             expiry_sleeps_until: std::sync::atomic::AtomicU64::new(0),
             upstream_router,
+            event_feed: tokio::sync::broadcast::channel(crate::event_log::FEED_CAPACITY).0,
         });
         let receipts: Arc<dyn crate::provider::ReceiptSink> = engine.clone();
         let upstream: Arc<dyn crate::provider::UpstreamSink> = engine.clone();
@@ -226,8 +234,12 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         let mut wake: Vec<String> = Vec::new();
         let (mut events, mut expiry) = (false, u64::MAX);
+        let mut logged = Vec::new();
         for op in &ops {
             match op {
+                WriteOp::LogEvent(e) if self.event_feed.receiver_count() > 0 => {
+                    logged.push(Arc::new(e.clone()))
+                }
                 WriteOp::Schedule { provider, .. } if !wake.contains(provider) => {
                     wake.push(provider.clone())
                 }
@@ -245,6 +257,10 @@ impl Engine {
         }
         for provider in &wake {
             self.wake_provider(provider);
+        }
+        for event in logged {
+            // No receiver left: nobody streams now, and the log keeps the event.
+            let _ = self.event_feed.send(event);
         }
         if events {
             self.event_waker.notify_one();

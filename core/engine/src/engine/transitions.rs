@@ -341,8 +341,9 @@ impl Engine {
             "alias": alias,
             "reason": reason,
         });
-        if let Some(op) = self.new_event(app, EventKind::DeviceUnregistered, data, now_ms()) {
-            self.write(vec![op]).await?;
+        let ops = self.new_event(app, EventKind::DeviceUnregistered, data, now_ms());
+        if !ops.is_empty() {
+            self.write(ops).await?;
         }
         self.mirror_waker.notify_one();
         Ok(())
@@ -453,10 +454,7 @@ impl Engine {
             _ => (EventKind::MessageFailed, "failed"),
         };
         metrics::counter!(m::DELIVERIES_TOTAL, "provider" => delivery.provider.clone(), "outcome" => outcome).increment(1);
-        if let Some(op) = self.event_op(message, kind, delivery_event_data(message, delivery), now)
-        {
-            ops.push(op);
-        }
+        ops.extend(self.event_op(message, kind, delivery_event_data(message, delivery), now));
         ops.push(WriteOp::PutDelivery(delivery.clone()));
     }
 

@@ -104,21 +104,23 @@ impl Engine {
                 &mut ops,
             )
             .await?;
-        match plan.forward {
-            Some(forward) if app.webhooks => {
-                let event = EventRecord {
-                    id: MessageId::generate(),
-                    app: app.id.clone(),
-                    kind: EventKind::UpstreamReceived,
-                    created_at: now,
-                    data: forward.data,
-                    attempts: 0,
-                    next_attempt_at: now,
-                    ordering_key: Some(forward.ordering_key),
-                };
+        if let Some(forward) = plan.forward {
+            let event = EventRecord {
+                id: MessageId::generate(),
+                app: app.id.clone(),
+                kind: EventKind::UpstreamReceived,
+                created_at: now,
+                data: forward.data,
+                attempts: 0,
+                next_attempt_at: now,
+                ordering_key: Some(forward.ordering_key),
+            };
+            if self.settings.event_log.is_some() {
+                ops.push(WriteOp::LogEvent(event.clone()));
+            }
+            if app.webhooks {
                 ops.push(WriteOp::EnqueueOrdered(event));
             }
-            _ => {}
         }
         // Recorded once whatever races (a provider's retry on another node): the dedupe
         // record and any relayed request ids are taken in the same atomic write.
