@@ -2,7 +2,7 @@
 # The whole test suite (the README's test command; .ci/run calls it too): installs the protocol
 # peers the tests run against if they are missing — web-push-testing from npm, pinned in
 # tests/peers/package-lock.json, Debian's PostgreSQL, openssl (the FCM and APNs tests make
-# their throwaway keys with it) and Synapse (pinned, in a venv in tests/peers) — starts a
+# their throwaway keys with it), Synapse and Schemathesis (pinned, in venvs in tests/peers) — starts a
 # throwaway PostgreSQL cluster on 127.0.0.1 (scripts/postgres.sh), runs `cargo test --workspace` (extra arguments are passed
 # on) and stops the cluster. The tests start the other peers themselves on 127.0.0.1.
 set -euo pipefail
@@ -47,6 +47,15 @@ if [ ! -x tests/peers/synapse-venv/bin/python ] \
     rm -rf tests/peers/synapse-venv
     python3 -m venv tests/peers/synapse-venv
     tests/peers/synapse-venv/bin/pip install --quiet --disable-pip-version-check "matrix-synapse==$SYNAPSE_VERSION"
+fi
+# Schemathesis (checks every answer of the API against docs/openapi.json), pinned.
+SCHEMATHESIS_VERSION=4.32.5
+if [ ! -x tests/peers/schemathesis-venv/bin/st ] \
+    || ! tests/peers/schemathesis-venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
+    echo "scripts/test.sh: installing schemathesis $SCHEMATHESIS_VERSION into tests/peers/schemathesis-venv" >&2
+    rm -rf tests/peers/schemathesis-venv
+    python3 -m venv tests/peers/schemathesis-venv
+    tests/peers/schemathesis-venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 # shellcheck source=scripts/postgres.sh
 source scripts/postgres.sh

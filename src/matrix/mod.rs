@@ -18,6 +18,28 @@ pub struct NotifyBody {
     pub notification: Notification,
 }
 
+impl NotifyBody {
+    /// The body from its JSON: objects where the spec has objects (serde alone would also
+    /// take an array for one), then the fields.
+    pub fn parse(raw: &Value) -> Result<NotifyBody, String> {
+        let n = &raw["notification"];
+        let object_or_absent = |v: &Value| v.is_null() || v.is_object();
+        if !n.is_object() {
+            return Err("notification must be an object".into());
+        }
+        if !object_or_absent(&n["counts"]) {
+            return Err("notification.counts must be an object".into());
+        }
+        let devices_are_objects = n["devices"]
+            .as_array()
+            .is_some_and(|d| d.iter().all(Value::is_object));
+        if !devices_are_objects {
+            return Err("notification.devices must be an array of objects".into());
+        }
+        serde_json::from_value(raw.clone()).map_err(|e| e.to_string())
+    }
+}
+
 /// A notification (unknown fields are ignored, as the spec asks of gateways).
 #[derive(Debug, Deserialize)]
 pub struct Notification {
@@ -238,6 +260,19 @@ mod tests {
         let key = collapse_key(&c, &c.devices[0]).expect("key");
         assert_eq!(key.len(), 32);
         assert!(collapse_key(&n, &n.devices[0]).is_none());
+    }
+
+    #[test]
+    fn notify_bodies_need_objects_where_the_spec_has_them() {
+        assert!(NotifyBody::parse(&bodies()[1]).is_ok());
+        for bad in [
+            json!({"notification": [1]}),
+            json!({"notification": {"counts": [null, null], "devices": []}}),
+            json!({"notification": {"devices": [["app", "key"]]}}),
+            json!({"notification": {"devices": {}}}),
+        ] {
+            assert!(NotifyBody::parse(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -29,8 +29,6 @@ const PAGE: usize = 500;
 /// How often a stream on a shared store reads the log (other nodes' events), and how soon
 /// it reads again after the log could not be read.
 const POLL: Duration = Duration::from_secs(1);
-/// What a client waits before reconnecting (SSE `retry:`), in ms.
-const RETRY_MS: u32 = 2000;
 
 /// `GET /v1/apps/{app}/events` → 200 `text/event-stream`.
 pub async fn stream(
@@ -65,7 +63,6 @@ pub async fn stream(
     // Fails now, with an error answer, if the store cannot be read.
     state.engine.logged_events(app, Some(after), 1).await?;
     let (tx, rx) = mpsc::channel(settings.buffer);
-    let _ = tx.try_send(Bytes::from(format!("retry: {RETRY_MS}\n\n")));
     let reader = Reader {
         engine: state.engine.clone(),
         app: app.to_string(),

@@ -101,7 +101,7 @@ pub async fn notify(
     let bytes = read_body(&parts.headers, body, state.max_body).await?;
     let raw: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not JSON: {e}")))?;
-    let notify: NotifyBody = serde_json::from_value(raw.clone()).map_err(|e| {
+    let notify = NotifyBody::parse(&raw).map_err(|e| {
         ApiError::bad_request("invalid_notification", format!("not a notification: {e}"))
     })?;
     let n = &notify.notification;

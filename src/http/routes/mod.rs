@@ -25,6 +25,7 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    OpenApi,
     DeviceAcks,
     AliasDevices {
         app: String,
@@ -81,6 +82,7 @@ impl Route {
             ["healthz"] => Route::Healthz,
             ["readyz"] => Route::Readyz,
             ["metrics"] => Route::Metrics,
+            ["openapi.json"] => Route::OpenApi,
             ["v1", "apps", _, "aliases", _, "devices"] => Route::AliasDevices {
                 app: s(2)?,
                 alias: s(4)?,
@@ -129,6 +131,7 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.json",
             Route::DeviceAcks => "/v1/device-acks",
             Route::AliasDevices { .. } => "/v1/apps/{app}/aliases/{alias}/devices",
             Route::Alias { .. } => "/v1/apps/{app}/aliases/{alias}",
@@ -202,6 +205,7 @@ pub async fn dispatch(
         (Method::GET, Route::Healthz) => ops::healthz(),
         (Method::GET, Route::Readyz) => ops::readyz(state),
         (Method::GET, Route::Metrics) => ops::metrics(state),
+        (Method::GET, Route::OpenApi) => ops::openapi(),
         (Method::POST, Route::AliasDevices { app, alias }) => {
             aliases::bind(state, &app, &alias, request).await?
         }
@@ -244,6 +248,132 @@ pub async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One route of each kind. The match below stops compiling when a kind is added, so
+    /// it is added here too (and so checked against the document).
+    fn every_route() -> Vec<Route> {
+        let app = || "demo".to_string();
+        let x = || "x".to_string();
+        let all = vec![
+            Route::Healthz,
+            Route::Readyz,
+            Route::Metrics,
+            Route::OpenApi,
+            Route::DeviceAcks,
+            Route::AliasDevices {
+                app: app(),
+                alias: x(),
+            },
+            Route::Alias {
+                app: app(),
+                alias: x(),
+            },
+            Route::AliasDevice {
+                app: app(),
+                alias: x(),
+                provider: x(),
+                cid: x(),
+            },
+            Route::Device {
+                app: app(),
+                provider: x(),
+                cid: x(),
+            },
+            Route::Messages { app: app() },
+            Route::Message {
+                app: app(),
+                id: x(),
+            },
+            Route::Events { app: app() },
+            Route::Receipts { provider: x() },
+            Route::Upstream { provider: x() },
+            Route::MockInbox {
+                provider: x(),
+                cid: x(),
+            },
+            Route::MockUpstream {
+                provider: x(),
+                cid: x(),
+            },
+            Route::MatrixNotify,
+        ];
+        for route in &all {
+            match route {
+                Route::Healthz
+                | Route::Readyz
+                | Route::Metrics
+                | Route::OpenApi
+                | Route::DeviceAcks
+                | Route::AliasDevices { .. }
+                | Route::Alias { .. }
+                | Route::AliasDevice { .. }
+                | Route::Device { .. }
+                | Route::Messages { .. }
+                | Route::Message { .. }
+                | Route::Events { .. }
+                | Route::Receipts { .. }
+                | Route::Upstream { .. }
+                | Route::MockInbox { .. }
+                | Route::MockUpstream { .. }
+                | Route::MatrixNotify => {}
+            }
+        }
+        all
+    }
+
+    fn methods(allowed: &str) -> Vec<String> {
+        let mut m: Vec<String> = allowed.split(", ").map(str::to_lowercase).collect();
+        m.sort();
+        m
+    }
+
+    #[test]
+    fn the_openapi_document_has_every_route_and_no_other() {
+        let doc: serde_json::Value = serde_json::from_str(ops::OPENAPI).expect("docs/openapi.json");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        let documented = |path: &str| -> Vec<String> {
+            let mut m: Vec<String> = paths[path]
+                .as_object()
+                .map(|ops| {
+                    ops.keys()
+                        .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            m.sort();
+            m
+        };
+        let routes = every_route();
+        for route in &routes {
+            let label = route.label();
+            assert!(
+                paths.contains_key(label),
+                "{label} is routed but not in docs/openapi.json"
+            );
+            assert_eq!(
+                documented(label),
+                methods(route.allowed()),
+                "methods of {label}"
+            );
+        }
+        for path in paths.keys() {
+            // The path with each parameter filled in routes to the route it documents.
+            let concrete: String = path
+                .split('/')
+                .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+                .collect::<Vec<_>>()
+                .join("/");
+            let route = Route::parse(&concrete).ok().flatten();
+            assert_eq!(
+                route.as_ref().map(Route::label),
+                Some(path.as_str()),
+                "{path} is in docs/openapi.json but not routed"
+            );
+        }
+        assert_eq!(paths.len(), routes.len());
+    }
 
     #[test]
     fn routes_match_and_decode() {

@@ -8,6 +8,14 @@ use http::StatusCode;
 use crate::http::response::{json, text, HttpResponse};
 use crate::http::ApiState;
 
+/// The API's OpenAPI 3.1 document (`docs/openapi.json`, built in).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// `GET /openapi.json`.
+pub fn openapi() -> HttpResponse {
+    text(StatusCode::OK, "application/json", OPENAPI.to_string())
+}
+
 pub fn healthz() -> HttpResponse {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
