@@ -2,7 +2,7 @@
 
 fn main() {
     pushgate_engine::allocator::limit_malloc_arenas();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args().collect();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

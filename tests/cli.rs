@@ -243,3 +243,173 @@ fn vapid_keys_prints_a_key_pair_that_reads_back() {
     assert!(stderr.contains("not overwritten"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&file).expect("same"), written);
 }
+
+/// Runs a client command of the CLI in `cwd` against `url` (no key given: the embedded
+/// default's key file in `cwd` is used).
+fn client(cwd: &std::path::Path, url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .args(args)
+        .env("PUSHGATE_URL", url)
+        .env_remove("PUSHGATE_API_KEY")
+        .current_dir(cwd)
+        .output()
+        .expect("run pushgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_binds_sends_waits_shows_and_tails_against_a_running_gateway() {
+    use std::io::{BufRead, BufReader};
+    // The embedded default, run in `cwd` so that its key file is ./pushgate-data/demo-api-key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = dir.path();
+    let mut gw = GatewayProcess::spawn_in(
+        cwd,
+        &["serve", "--listen", "127.0.0.1:0"],
+        cwd.join("none.toml"),
+    );
+    let url = gw.url.clone();
+
+    let (code, out, err) = client(
+        cwd,
+        &url,
+        &[
+            "alias",
+            "bind",
+            "bob",
+            "--provider",
+            "mock",
+            "--cid",
+            "bob-phone",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("bound mock:bob-phone to bob"), "{out}");
+    let (code, out, _) = client(cwd, &url, &["alias", "show", "bob"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("mock:bob-phone"), "{out}");
+
+    // The event stream, followed by `events tail` while we send.
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .args(["events", "tail", "--app", "demo", "--url", &url])
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tail");
+    let tail_out = tail.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(tail_out).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let (code, out, err) = client(
+        cwd,
+        &url,
+        &[
+            "send",
+            "--to",
+            "bob",
+            "--payload",
+            r#"{"text":"hi"}"#,
+            "--from",
+            "alice",
+            "--request-id",
+            "cli-1",
+            "--wait",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("mock:bob-phone  delivered"), "{out}");
+    for step in ["queued", "sent", "delivered"] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_end().ends_with(step) || l.contains(&format!("  {step}"))),
+            "{step} in {out}"
+        );
+    }
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .expect("accepted <id>")
+        .trim_end_matches(';')
+        .to_string();
+    let line = lines_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the tail prints the event");
+    assert!(
+        line.contains("message.delivered") && line.contains(&id),
+        "{line}"
+    );
+    let _ = tail.kill();
+    let _ = tail.wait();
+
+    let (code, out, _) = client(cwd, &url, &["message", "show", &id]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(&format!("message {id}  from alice  to alias bob")),
+        "{out}"
+    );
+    let (code, out, _) = client(cwd, &url, &["message", "show", &id, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["deliveries"][0]["state"], "delivered");
+    // The same request id again: accepted once.
+    let (code, out, _) = client(
+        cwd,
+        &url,
+        &[
+            "send",
+            "--to",
+            "bob",
+            "--payload",
+            r#"{"text":"hi"}"#,
+            "--from",
+            "alice",
+            "--request-id",
+            "cli-1",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("already accepted"), "{out}");
+
+    // Errors: the API's code and message, non-zero exit.
+    let (code, _, err) = client(
+        cwd,
+        &url,
+        &["message", "show", "01JZZZZZZZZZZZZZZZZZZZZZZZ"],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: message_not_found (404)") || err.contains("(404)"),
+        "{err}"
+    );
+    let (code, _, err) = client(
+        cwd,
+        &url,
+        &["alias", "show", "bob", "--api-key", "wrong-key-0123456789"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid_api_key (401)"), "{err}");
+    let (code, _, err) = client(cwd, "http://127.0.0.1:9", &["alias", "show", "bob"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach the gateway"), "{err}");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = client(elsewhere.path(), &url, &["alias", "show", "bob"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no API key"), "{err}");
+    let (code, out, _) = pushgate(&["send", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--wait"), "{out}");
+    let (code, out, _) = pushgate(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("pushgate"), "{out}");
+    assert_eq!(gw.stop(), Some(0));
+}

@@ -111,6 +111,13 @@ impl GatewayProcess {
         Self::spawn_command(command, config_path)
     }
 
+    /// [`GatewayProcess::spawn`] with `cwd` as the working directory.
+    pub fn spawn_in(cwd: &Path, args: &[&str], config_path: PathBuf) -> GatewayProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushgate"));
+        command.args(args).current_dir(cwd);
+        Self::spawn_command(command, config_path)
+    }
+
     fn spawn_command(mut command: Command, config_path: PathBuf) -> GatewayProcess {
         let mut child = command
             .env("RUST_LOG", "warn")
