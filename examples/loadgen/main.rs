@@ -43,6 +43,8 @@ pub struct Options {
     pub nodes: usize,
     /// Send Matrix notifies (`/_matrix/push/v1/notify`, one device each) instead of messages.
     pub matrix: bool,
+    /// TOML appended to the gateway's config (`--config-extra '[event_stream]…'`).
+    pub config_extra: String,
 }
 
 fn parse() -> Result<Options, String> {
@@ -59,6 +61,7 @@ fn parse() -> Result<Options, String> {
         store_url: None,
         nodes: 1,
         matrix: false,
+        config_extra: String::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -81,8 +84,9 @@ fn parse() -> Result<Options, String> {
             "--store-url" => o.store_url = Some(value()?),
             "--nodes" => o.nodes = (num(value()?)? as usize).max(1),
             "--matrix" => o.matrix = true,
+            "--config-extra" => o.config_extra = value()?.replace("\\n", "\n"),
             "-h" | "--help" => {
-                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH] [--store-url postgres://… [--nodes N]] [--matrix]");
+                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH] [--store-url postgres://… [--nodes N]] [--matrix] [--config-extra TOML]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other:?}")),
@@ -136,6 +140,7 @@ fn start_gateway(
     webhook: &str,
     store_url: Option<&str>,
     node: usize,
+    extra: &str,
 ) -> Result<Gateway, String> {
     let dir = std::env::temp_dir().join(format!("pushgate-loadgen-{}-{node}", std::process::id()));
     let store = store_url
@@ -146,7 +151,7 @@ fn start_gateway(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n\n[[matrix_apps]]\napp_id = \"com.example.loadgen\"\napp = \"demo\"\nprovider = \"mock\"\n{store}",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n\n[[matrix_apps]]\napp_id = \"com.example.loadgen\"\napp = \"demo\"\nprovider = \"mock\"\n{store}\n{extra}\n",
         dir.join("data").display()
     );
     let path = dir.join("pushgate.toml");
@@ -229,7 +234,15 @@ async fn run(o: Options) -> Result<(), String> {
     let accepted_at: client::Accepted = Arc::new(Mutex::new(HashMap::new()));
     let receiver = servers::DeliveryReceiver::start().await?;
     let gateways = (0..o.nodes)
-        .map(|node| start_gateway(&bin, &receiver.url, o.store_url.as_deref(), node))
+        .map(|node| {
+            start_gateway(
+                &bin,
+                &receiver.url,
+                o.store_url.as_deref(),
+                node,
+                &o.config_extra,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let pids: Vec<u32> = gateways.iter().map(|g| g.child.id()).collect();
     let pid = pids[0];
