@@ -164,6 +164,12 @@ impl Gateway {
             timeout: Duration::from_millis(config.webhooks.timeout_ms),
             concurrency: config.webhooks.concurrency,
             retry: config.webhooks.retry(),
+            batch_max: config
+                .apps
+                .iter()
+                .filter(|a| a.webhook_batch_max > 1)
+                .map(|a| (a.id.clone(), a.webhook_batch_max))
+                .collect(),
         };
         workers.push(tokio::spawn(run_events(
             engine.clone(),

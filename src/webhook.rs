@@ -2,6 +2,8 @@
 //!
 //! Body: `{"id","type","app","created_at","data"}`. Headers: `X-Pushgate-Event-Id` and
 //! `X-Pushgate-Signature: sha256=<hex HMAC-SHA256 of the raw body with the app's secret>`.
+//! An app with `webhook_batch_max` above 1 gets up to that many events as one JSON array,
+//! signed as a whole, with `X-Pushgate-Event-Count`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -103,25 +105,33 @@ fn failure(message: String) -> EventFailure {
     }
 }
 
-#[async_trait]
-impl EventTransport for WebhookSender {
-    async fn deliver(&self, event: &EventRecord) -> Result<Vec<u8>, EventFailure> {
-        let Some(target) = self.targets.get(&event.app) else {
-            return Err(EventFailure {
-                message: format!("app {:?} has no webhook_url", event.app),
-                retry_after: None,
-                permanent: true,
-            });
-        };
-        let body = event_body(event);
-        let request = Request::post(target.url.clone())
+impl WebhookSender {
+    fn target(&self, app: &str) -> Result<&Target, EventFailure> {
+        self.targets.get(app).ok_or_else(|| EventFailure {
+            message: format!("app {app:?} has no webhook_url"),
+            retry_after: None,
+            permanent: true,
+        })
+    }
+
+    /// POSTs a signed `body` with `headers`; the answer's body on a 2xx.
+    async fn post(
+        &self,
+        target: &Target,
+        body: Vec<u8>,
+        headers: &[(&'static str, String)],
+    ) -> Result<Vec<u8>, EventFailure> {
+        let mut request = Request::post(target.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::USER_AGENT,
                 concat!("pushgate/", env!("CARGO_PKG_VERSION")),
             )
-            .header("x-pushgate-event-id", event.id.to_string())
-            .header("x-pushgate-signature", signature(&target.secret, &body))
+            .header("x-pushgate-signature", signature(&target.secret, &body));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| failure(format!("cannot build the request: {e}")))?;
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
@@ -158,6 +168,34 @@ impl EventTransport for WebhookSender {
             },
             permanent: false,
         })
+    }
+}
+
+#[async_trait]
+impl EventTransport for WebhookSender {
+    async fn deliver(&self, event: &EventRecord) -> Result<Vec<u8>, EventFailure> {
+        let target = self.target(&event.app)?;
+        let headers = [("x-pushgate-event-id", event.id.to_string())];
+        self.post(target, event_body(event), &headers).await
+    }
+
+    /// One POST of a JSON array of event bodies (each with its own `id`), signed as a whole.
+    async fn deliver_batch(&self, events: &[EventRecord]) -> Result<(), EventFailure> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let target = self.target(&first.app)?;
+        let mut body = Vec::with_capacity(events.len() * 300);
+        body.push(b'[');
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&event_body(event));
+        }
+        body.push(b']');
+        let headers = [("x-pushgate-event-count", events.len().to_string())];
+        self.post(target, body, &headers).await.map(|_| ())
     }
 }
 

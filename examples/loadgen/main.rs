@@ -45,6 +45,8 @@ pub struct Options {
     pub matrix: bool,
     /// TOML appended to the gateway's config (`--config-extra '[event_stream]…'`).
     pub config_extra: String,
+    /// The app's `webhook_batch_max` (`--webhook-batch N`; 1: one event per POST).
+    pub webhook_batch: usize,
 }
 
 fn parse() -> Result<Options, String> {
@@ -62,6 +64,7 @@ fn parse() -> Result<Options, String> {
         nodes: 1,
         matrix: false,
         config_extra: String::new(),
+        webhook_batch: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -84,9 +87,10 @@ fn parse() -> Result<Options, String> {
             "--store-url" => o.store_url = Some(value()?),
             "--nodes" => o.nodes = (num(value()?)? as usize).max(1),
             "--matrix" => o.matrix = true,
+            "--webhook-batch" => o.webhook_batch = (num(value()?)? as usize).max(1),
             "--config-extra" => o.config_extra = value()?.replace("\\n", "\n"),
             "-h" | "--help" => {
-                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH] [--store-url postgres://… [--nodes N]] [--matrix] [--config-extra TOML]");
+                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH] [--store-url postgres://… [--nodes N]] [--matrix] [--config-extra TOML] [--webhook-batch N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other:?}")),
@@ -141,6 +145,7 @@ fn start_gateway(
     store_url: Option<&str>,
     node: usize,
     extra: &str,
+    webhook_batch: usize,
 ) -> Result<Gateway, String> {
     let dir = std::env::temp_dir().join(format!("pushgate-loadgen-{}-{node}", std::process::id()));
     let store = store_url
@@ -151,7 +156,7 @@ fn start_gateway(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n\n[[matrix_apps]]\napp_id = \"com.example.loadgen\"\napp = \"demo\"\nprovider = \"mock\"\n{store}\n{extra}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\nwebhook_batch_max = {webhook_batch}\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n\n[[matrix_apps]]\napp_id = \"com.example.loadgen\"\napp = \"demo\"\nprovider = \"mock\"\n{store}\n{extra}\n",
         dir.join("data").display()
     );
     let path = dir.join("pushgate.toml");
@@ -241,6 +246,7 @@ async fn run(o: Options) -> Result<(), String> {
                 o.store_url.as_deref(),
                 node,
                 &o.config_extra,
+                o.webhook_batch,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -307,6 +313,12 @@ async fn run(o: Options) -> Result<(), String> {
         );
     }
     figures.cpu = Some(cpu);
+    println!(
+        "webhooks: {} POSTs for {} delivered messages (webhook_batch_max = {})",
+        receiver.posts(),
+        receiver.count(),
+        o.webhook_batch
+    );
     drop(gateways);
 
     let baseline = if o.baseline {

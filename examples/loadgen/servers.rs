@@ -44,18 +44,23 @@ where
     Ok(format!("http://{addr}"))
 }
 
-/// Records when each `message.delivered` event arrives.
+/// Records when each `message.delivered` event arrives (single events, or batches as JSON
+/// arrays), and how many POSTs brought them.
 pub struct DeliveryReceiver {
     pub url: String,
     delivered: Arc<Mutex<HashMap<String, Instant>>>,
+    posts: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DeliveryReceiver {
     pub async fn start() -> Result<Self, String> {
         let delivered: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
         let map = delivered.clone();
+        let posts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = posts.clone();
         let url = serve(move |request: Request<hyper::body::Incoming>| {
             let map = map.clone();
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
                 let body = request
                     .into_body()
@@ -64,7 +69,12 @@ impl DeliveryReceiver {
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
                 let at = Instant::now();
-                if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) {
+                let events = match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(serde_json::Value::Array(events)) => events,
+                    Ok(event) => vec![event],
+                    Err(_) => Vec::new(),
+                };
+                for event in events {
                     if event["type"] == "message.delivered" {
                         if let (Some(id), Ok(mut map)) =
                             (event["data"]["message_id"].as_str(), map.lock())
@@ -80,7 +90,13 @@ impl DeliveryReceiver {
         Ok(DeliveryReceiver {
             url: format!("{url}/events"),
             delivered,
+            posts,
         })
+    }
+
+    /// Webhook POSTs received.
+    pub fn posts(&self) -> u64 {
+        self.posts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn count(&self) -> usize {

@@ -266,6 +266,13 @@ pub struct AppConfig {
     /// Deliveries waiting in the outboxes beyond which new messages get 429 (0: no limit).
     #[serde(default = "default_max_backlog")]
     pub max_backlog: u64,
+    /// Up to this many events in one webhook POST (a JSON array); 1: one event per POST.
+    #[serde(default = "one")]
+    pub webhook_batch_max: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_max_backlog() -> u64 {
@@ -289,6 +296,7 @@ impl fmt::Debug for AppConfig {
             .field("default_provider", &self.default_provider)
             .field("max_devices_per_alias", &self.max_devices_per_alias)
             .field("upstream_relay", &self.upstream_relay)
+            .field("webhook_batch_max", &self.webhook_batch_max)
             .finish()
     }
 }
@@ -639,6 +647,7 @@ impl Config {
                 max_devices_per_alias: default_max_devices(),
                 upstream_relay: false,
                 max_backlog: default_max_backlog(),
+                webhook_batch_max: 1,
             }],
             providers: vec![ProviderConfig {
                 name: "mock".into(),
@@ -690,6 +699,12 @@ fn validate_app(
         return Err(at.error(
             Some("max_devices_per_alias"),
             format!("{label}: max_devices_per_alias must be between 1 and 1000"),
+        ));
+    }
+    if !(1..=1000).contains(&app.webhook_batch_max) {
+        return Err(at.error(
+            Some("webhook_batch_max"),
+            format!("{label}: webhook_batch_max must be between 1 and 1000"),
         ));
     }
     match (&app.webhook_url, &app.webhook_secret) {

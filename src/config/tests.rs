@@ -121,7 +121,7 @@ fn bad_values_name_key_and_line() {
     assert!(e.message.contains("[[apps]]"), "{e}");
 
     let e = error_of("this is = = not toml");
-    assert_eq!(e.line, Some(1), "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
 }
 
 #[test]
@@ -255,4 +255,33 @@ fn matrix_apps_name_defined_apps_and_providers_with_their_lines() {
     assert!(e.message.contains("matrix.response_wait_ms"), "{e}");
     let e = parse("[matrix]\nper_source_rps = 0\n").expect_err("zero");
     assert!(e.message.contains("matrix.per_source_rps"), "{e}");
+}
+
+#[test]
+fn webhook_batches_and_the_event_stream_are_checked() {
+    let app = |extra: &str| {
+        format!("[[apps]]\nid = \"demo\"\napi_keys = [\"0123456789abcdef\"]\ndefault_provider = \"mock\"\n{extra}\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\n")
+    };
+    let parse = |text: String| Config::parse("t.toml", &text, &|_| None);
+    let ok = parse(app("webhook_batch_max = 100\n")).expect("valid");
+    assert_eq!(ok.apps[0].webhook_batch_max, 100);
+    assert_eq!(parse(app("")).expect("valid").apps[0].webhook_batch_max, 1);
+    let e = parse(app("webhook_batch_max = 0\n")).expect_err("zero");
+    assert!(e.message.contains("webhook_batch_max"), "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
+    let stream = |extra: &str| parse(format!("{}\n[event_stream]\n{extra}", app("")));
+    assert_eq!(
+        stream("retention_seconds = 0\n")
+            .expect("off")
+            .event_stream
+            .retention_seconds,
+        0
+    );
+    let e = stream("buffer = 1\n").expect_err("tiny buffer");
+    assert!(
+        e.message.contains("event_stream.buffer") || e.message.contains("buffer"),
+        "{e}"
+    );
+    let e = stream("keepalive_seconds = 0\n").expect_err("no keep-alive");
+    assert!(e.message.contains("keepalive_seconds"), "{e}");
 }

@@ -29,6 +29,14 @@ impl RetryPolicy {
     /// The delay after `attempts` failed attempts (1 after the first): `base * 2^(n-1)`,
     /// capped at `max_delay`, then "equal jitter" (half fixed, half random), and never
     /// shorter than the provider's `retry_after`.
+    /// The longest [`RetryPolicy::delay`] after `attempts` attempts, without a hint.
+    pub fn ceiling(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(32);
+        self.base
+            .saturating_mul(1u32 << exp.min(31))
+            .min(self.max_delay)
+    }
+
     pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
         let exp = attempts.saturating_sub(1).min(32);
         let raw = self

@@ -1,6 +1,7 @@
 //! The webhook event outbox worker: sends due events through an [`EventTransport`],
 //! deletes them on success, reschedules with backoff on failure, drops them (counted and
-//! logged) after the last attempt.
+//! logged) after the last attempt. Apps that take batches get their due events (other than
+//! `upstream.received`, whose answer is per event) several to a call.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,15 +36,20 @@ pub trait EventTransport: Send + Sync {
     /// Sends the event; on a 2xx answer returns the answer's body (an app server may reply
     /// to `upstream.received` with messages to deliver).
     async fn deliver(&self, event: &EventRecord) -> Result<Vec<u8>, EventFailure>;
+
+    /// Sends several events of one app in one call; all succeed or all fail.
+    async fn deliver_batch(&self, events: &[EventRecord]) -> Result<(), EventFailure>;
 }
 
 /// How events are sent.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EventSettings {
     pub concurrency: usize,
     pub retry: RetryPolicy,
     /// Longest one webhook call takes (an event's claim outlasts it).
     pub timeout: Duration,
+    /// Apps that take up to this many events in one call (`webhook_batch_max` above 1).
+    pub batch_max: std::collections::HashMap<String, usize>,
 }
 
 impl Default for EventSettings {
@@ -51,6 +57,7 @@ impl Default for EventSettings {
         EventSettings {
             concurrency: 16,
             timeout: Duration::from_secs(10),
+            batch_max: Default::default(),
             retry: RetryPolicy {
                 base: Duration::from_secs(1),
                 max_delay: Duration::from_secs(600),
@@ -132,6 +139,14 @@ pub async fn run_events(
     settings: EventSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // With batches, a claim takes enough events to fill them.
+    let per_call = settings
+        .batch_max
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let store = engine.store().clone();
@@ -147,7 +162,9 @@ pub async fn run_events(
             Ok(Vec::new())
         } else {
             let lease = engine.lease(now, settings.timeout);
-            store.claim_events(cursor.from(), now, free, &lease).await
+            store
+                .claim_events(cursor.from(), now, free * per_call, &lease)
+                .await
         };
         let due = match due {
             Ok(due) => due,
@@ -181,25 +198,119 @@ pub async fn run_events(
             }
             continue;
         }
-        for event in due {
+        for calls in batches(due, &settings.batch_max) {
             let Ok(permit) = permits.clone().acquire_owned().await else {
-                engine.release_event_claim(event.id).await;
+                for event in &calls {
+                    engine.release_event_claim(event.id).await;
+                }
                 continue;
             };
             let engine = engine.clone();
             let transport = transport.clone();
             let retry = settings.retry;
             tasks.spawn(async move {
-                let id = event.id;
-                let result = transport.deliver(&event).await;
-                if let Err(e) = engine.finish_event(event, result, &retry).await {
-                    tracing::error!(event = %id, error = %e, "recording a webhook result failed");
+                let results = match calls.as_slice() {
+                    [event] => vec![transport.deliver(event).await],
+                    events => {
+                        let result = transport
+                            .deliver_batch(events)
+                            .await
+                            .map(|()| Vec::new())
+                            .map_err(|mut failure| {
+                                // One retry time for the whole batch, so it stays one.
+                                let attempts = events.iter().map(|e| e.attempts).max().unwrap_or(0);
+                                let ceiling = retry.ceiling(attempts + 1);
+                                failure.retry_after =
+                                    Some(failure.retry_after.map_or(ceiling, |h| h.max(ceiling)));
+                                failure
+                            });
+                        vec![result; events.len()]
+                    }
+                };
+                for (event, result) in calls.into_iter().zip(results) {
+                    let id = event.id;
+                    if let Err(e) = engine.finish_event(event, result, &retry).await {
+                        tracing::error!(event = %id, error = %e, "recording a webhook result failed");
+                    }
+                    engine.release_event_claim(id).await;
                 }
-                engine.release_event_claim(id).await;
                 drop(permit);
                 engine.event_waker.notify_one();
             });
         }
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// The calls `due` makes: for an app in `batch_max`, its events other than
+/// `upstream.received` in groups of up to its maximum (oldest first); every other event alone.
+fn batches(
+    due: Vec<EventRecord>,
+    batch_max: &std::collections::HashMap<String, usize>,
+) -> Vec<Vec<EventRecord>> {
+    let mut calls: Vec<Vec<EventRecord>> = Vec::new();
+    let mut open: std::collections::HashMap<String, usize> = Default::default();
+    for event in due {
+        let max = batch_max.get(&event.app).copied().unwrap_or(1);
+        if max <= 1 || event.kind == EventKind::UpstreamReceived {
+            calls.push(vec![event]);
+            continue;
+        }
+        match open.get(&event.app).copied() {
+            Some(i) if calls[i].len() < max => calls[i].push(event),
+            _ => {
+                open.insert(event.app.clone(), calls.len());
+                calls.push(vec![event]);
+            }
+        }
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MessageId;
+
+    fn event(app: &str, kind: EventKind) -> EventRecord {
+        EventRecord {
+            id: MessageId::generate(),
+            app: app.into(),
+            kind,
+            created_at: 1,
+            data: serde_json::json!({}),
+            attempts: 0,
+            next_attempt_at: 1,
+            ordering_key: None,
+        }
+    }
+
+    #[test]
+    fn batching_apps_get_groups_and_the_rest_singles() {
+        let due = vec![
+            event("a", EventKind::MessageDelivered),
+            event("b", EventKind::MessageDelivered),
+            event("a", EventKind::MessageFailed),
+            event("a", EventKind::UpstreamReceived),
+            event("a", EventKind::MessageDelivered),
+            event("b", EventKind::MessageDelivered),
+        ];
+        let ids: Vec<MessageId> = due.iter().map(|e| e.id).collect();
+        let max = [("a".to_string(), 2)].into_iter().collect();
+        let calls = batches(due, &max);
+        let shape: Vec<Vec<MessageId>> = calls
+            .iter()
+            .map(|c| c.iter().map(|e| e.id).collect())
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                vec![ids[0], ids[2]],
+                vec![ids[1]],
+                vec![ids[3]],
+                vec![ids[4]],
+                vec![ids[5]]
+            ]
+        );
+    }
 }
