@@ -121,7 +121,7 @@ fn bad_values_name_key_and_line() {
     assert!(e.message.contains("[[apps]]"), "{e}");
 
     let e = error_of("this is = = not toml");
-    assert_eq!(e.line, Some(5), "{e}");
+    assert_eq!(e.line, Some(1), "{e}");
 }
 
 #[test]
