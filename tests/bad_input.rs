@@ -81,6 +81,23 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             StatusCode::BAD_REQUEST,
             "invalid_request",
         ),
+        // serde alone builds structs from arrays of their fields: refused.
+        (
+            Method::POST,
+            "/v1/apps/demo/aliases/bob/devices".into(),
+            Some(API_KEY),
+            br#"["mock", "bob-phone"]"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/v1/apps/demo/messages".into(),
+            Some(API_KEY),
+            br#"{"to": {"alias": "bob"}, "payload": 1, "notification": ["Alice", "hi"]}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
         (
             Method::POST,
             "/v1/apps/demo/messages".into(),

@@ -202,13 +202,42 @@ pub struct MessageRecord {
 
 /// What a phone shows when the app is not running: each provider maps it (FCM
 /// `notification`, APNs `aps.alert`, Web Push beside the payload, Getui's vendor channels).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Notification {
-    #[serde(default)]
     pub title: String,
-    #[serde(default)]
     pub body: String,
+}
+
+impl<'de> Deserialize<'de> for Notification {
+    /// From an object only (a derived impl would also take `[title, body]`).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            title: String,
+            #[serde(default)]
+            body: String,
+        }
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = Notification;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object {\"title\", \"body\"}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Notification, A::Error> {
+                let f = Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Notification {
+                    title: f.title,
+                    body: f.body,
+                })
+            }
+        }
+        d.deserialize_map(ObjectOnly)
+    }
 }
 
 /// Longest notification title, in characters.
