@@ -9,8 +9,8 @@ use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::metrics as m;
 use crate::model::{
-    DeliveryError, DeliveryRecord, DeliveryState, MessageId, MessageRecord, Receipt, ReceiptStatus,
-    Target,
+    DeliveryError, DeliveryId, DeliveryRecord, DeliveryState, MessageId, MessageRecord, Receipt,
+    ReceiptStatus, Target,
 };
 use crate::provider::{CallbackRequest, ReceiptSink};
 use crate::store::{Removable, WriteOp};
@@ -67,13 +67,14 @@ impl Engine {
         provider: &str,
         receipt: Receipt,
     ) -> Result<ReceiptOutcome, EngineError> {
+        let mut kept = false;
         let id = match self
-            .store
-            .delivery_by_reference(provider, &receipt.provider_ref)
+            .delivery_for_reference(provider, &receipt.provider_ref)
             .await?
         {
             Some(id) => id,
             None => {
+                kept = true;
                 // Keep it, then look again: a send recorded meanwhile either sees the kept
                 // receipt or is seen here (it writes its reference before it looks).
                 self.store
@@ -94,8 +95,7 @@ impl Engine {
                     ])
                     .await?;
                 match self
-                    .store
-                    .delivery_by_reference(provider, &receipt.provider_ref)
+                    .delivery_for_reference(provider, &receipt.provider_ref)
                     .await?
                 {
                     Some(id) => id,
@@ -110,10 +110,15 @@ impl Engine {
         ) else {
             return Ok(ReceiptOutcome::Mismatch);
         };
-        let mut ops = vec![WriteOp::DeleteEarlyReceipt {
-            provider: provider.to_string(),
-            reference: receipt.provider_ref.clone(),
-        }];
+        // A receipt kept by an earlier call was taken by the send it waited for, or goes
+        // with its scheduled removal.
+        let mut ops = Vec::new();
+        if kept {
+            ops.push(WriteOp::DeleteEarlyReceipt {
+                provider: provider.to_string(),
+                reference: receipt.provider_ref.clone(),
+            });
+        }
         let outcome = if delivery.provider != provider || delivery.cid != receipt.cid {
             tracing::warn!(provider, delivery = %id, "receipt names another device than the delivery; refused");
             ReceiptOutcome::Mismatch
@@ -130,6 +135,28 @@ impl Engine {
             self.write(ops).await?;
         }
         Ok(outcome)
+    }
+
+    /// The delivery a provider reference names, once its send is recorded. A reference that
+    /// is the delivery id itself (the mock, every provider with device acks) is not indexed:
+    /// the delivery record, written with its `sent` state, names it. Others (a Getui taskid)
+    /// are looked up in the reference index.
+    async fn delivery_for_reference(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Option<DeliveryId>, EngineError> {
+        if let Ok(id) = reference.parse::<DeliveryId>() {
+            if let Some(d) = self.store.delivery(id).await? {
+                if d.provider == provider && d.provider_ref.as_deref() == Some(reference) {
+                    return Ok(Some(id));
+                }
+            }
+        }
+        Ok(self
+            .store
+            .delivery_by_reference(provider, reference)
+            .await?)
     }
 
     /// Settles a delivery per its receipt and, for the first device of a message that asked

@@ -290,6 +290,70 @@ async fn a_device_ack_before_the_send_is_recorded_settles_it_whatever_the_provid
     );
 }
 
+/// Receipts naming deliveries by their id (the mock, device-ack providers): no reference
+/// index, yet early, late, forged and repeated receipts come out as with one.
+#[tokio::test]
+async fn receipts_by_delivery_id_need_no_reference_index() {
+    let f = fixture_of(
+        Counting {
+            sends: AtomicUsize::new(0),
+            receipt_timeout: Some(Duration::from_secs(60)),
+            script: Default::default(),
+            device_acks: true,
+        },
+        EngineSettings::default(),
+    );
+    let by_id = |id: DeliveryId, cid: &str| Receipt {
+        provider_ref: id.to_string(),
+        cid: cid.into(),
+        status: ReceiptStatus::Delivered,
+        at: None,
+    };
+    let (early, due) = accept_one(&f).await;
+    let report = f
+        .engine
+        .apply_receipts("p", vec![by_id(early, "c1")])
+        .await
+        .expect("receipt");
+    assert_eq!(report.early, 1, "kept until the send is recorded");
+    f.engine.deliver(due, early).await.expect("send");
+    assert_eq!(f.delivery(early).await.state, DeliveryState::Delivered);
+
+    let (late, due) = accept_one(&f).await;
+    f.engine.deliver(due, late).await.expect("send");
+    let store = f.engine.store();
+    let reference = late.to_string();
+    assert_eq!(
+        store
+            .delivery_by_reference("p", &reference)
+            .await
+            .expect("read"),
+        None,
+        "no index entry for a reference that is the delivery id"
+    );
+    let forged = f
+        .engine
+        .apply_receipts("p", vec![by_id(late, "another-device")])
+        .await
+        .expect("forged");
+    assert_eq!(
+        forged.rejected, 1,
+        "a receipt naming another device is refused"
+    );
+    let applied = f
+        .engine
+        .apply_receipts("p", vec![by_id(late, "c1"), by_id(late, "c1")])
+        .await
+        .expect("receipts");
+    assert_eq!((applied.applied, applied.duplicates), (1, 1));
+    assert_eq!(f.delivery(late).await.state, DeliveryState::Delivered);
+    assert_eq!(
+        store.early_receipt("p", &reference).await.expect("read"),
+        None,
+        "nothing kept"
+    );
+}
+
 fn settings(max_attempts: u32) -> EngineSettings {
     let mut settings = EngineSettings::default();
     settings.retry.base = Duration::from_millis(100);

@@ -210,11 +210,15 @@ impl Engine {
         let provider = delivery.provider.clone();
         match result {
             Ok(sent) => {
-                ops.push(WriteOp::PutReference {
-                    provider: provider.clone(),
-                    reference: sent.provider_ref.clone(),
-                    id,
-                });
+                // A reference that is the delivery id needs no index: the delivery record
+                // names it (see `Engine::delivery_for_reference`).
+                if sent.provider_ref != id.to_string() {
+                    ops.push(WriteOp::PutReference {
+                        provider: provider.clone(),
+                        reference: sent.provider_ref.clone(),
+                        id,
+                    });
+                }
                 unschedule(&mut delivery, &mut ops);
                 if delivery.state.is_final() {
                     // A receipt (or the TTL) got there first.
