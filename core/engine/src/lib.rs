@@ -8,6 +8,7 @@
 
 pub mod acks;
 pub mod allocator;
+pub mod attempts;
 pub mod backoff;
 pub mod breaker;
 pub mod dispatcher;

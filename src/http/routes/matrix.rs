@@ -13,7 +13,7 @@ use hyper::Request;
 use pushgate_api::NewMessage;
 use pushgate_engine::clock::now_ms;
 use pushgate_engine::metrics as m;
-use pushgate_engine::model::{DeliveryState, DeviceRef, Target};
+use pushgate_engine::model::{DeliveryId, DeliveryRecord, DeliveryState, DeviceRef, Target};
 use pushgate_engine::EngineError;
 use serde_json::{json, Value};
 
@@ -23,16 +23,16 @@ use crate::http::response::{json, ApiError, HttpResponse};
 use crate::http::{ApiState, PeerAddr};
 use crate::matrix::{self, NotifyBody};
 
-/// How often a notify looks at its deliveries while it waits.
-const POLL: Duration = Duration::from_millis(20);
+/// How often a waiting notify looks at its delivery though no signal came (a send made by
+/// another node of a cluster signals nothing here).
+const LOOK_EVERY: Duration = Duration::from_millis(250);
 /// How long a pushkey the provider called gone is rejected at once (a later bind of the
 /// device forgets it sooner).
 const REMEMBER_GONE: Duration = Duration::from_secs(24 * 3600);
 
 /// One device's accepted delivery that the answer waits for.
 struct Pending {
-    app: String,
-    message_id: String,
+    delivery: DeliveryId,
     pushkey: String,
     app_id: String,
 }
@@ -160,8 +160,11 @@ pub async fn notify(
                 Ok(accepted) => {
                     count(&entry.app_id, "accepted");
                     pending.push(Pending {
-                        app: entry.app.clone(),
-                        message_id: accepted.message_id.to_string(),
+                        // A device target: one delivery, the first.
+                        delivery: DeliveryId {
+                            message: accepted.message_id,
+                            index: 0,
+                        },
                         pushkey: device.pushkey.clone(),
                         app_id: entry.app_id.clone(),
                     });
@@ -217,42 +220,60 @@ pub async fn notify(
 
 /// Waits up to `response_wait_ms` for each delivery's first attempt; the pushkeys whose
 /// provider called the device gone.
-async fn wait_for_rejections(state: &Arc<ApiState>, mut pending: Vec<Pending>) -> Vec<String> {
+async fn wait_for_rejections(state: &Arc<ApiState>, pending: Vec<Pending>) -> Vec<String> {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(state.matrix.config.response_wait_ms);
     let mut rejected = Vec::new();
-    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
-        let mut waiting = Vec::new();
-        for p in pending {
-            let Ok((_, deliveries)) = state.engine.message(&p.app, &p.message_id).await else {
-                waiting.push(p);
-                continue;
-            };
-            let Some(d) = deliveries.first() else {
-                continue;
-            };
-            let attempted = d.attempts > 0
-                || matches!(
-                    d.state,
-                    DeliveryState::Sent
-                        | DeliveryState::Delivered
-                        | DeliveryState::Failed
-                        | DeliveryState::Expired
-                );
-            if !attempted {
-                waiting.push(p);
-                continue;
-            }
-            if d.state == DeliveryState::Failed && d.error.as_ref().is_some_and(|e| e.unregistered)
-            {
-                count(&p.app_id, "rejected");
-                rejected.push(p.pushkey);
-            }
-        }
-        pending = waiting;
-        if !pending.is_empty() {
-            tokio::time::sleep(POLL).await;
+    // One after the other: each looks at the store first, so an attempt made while an
+    // earlier one was waited for is seen at once.
+    for p in pending {
+        let Some(delivery) = first_attempt(state, p.delivery, deadline).await else {
+            continue;
+        };
+        if delivery.state == DeliveryState::Failed
+            && delivery.error.as_ref().is_some_and(|e| e.unregistered)
+        {
+            count(&p.app_id, "rejected");
+            rejected.push(p.pushkey);
         }
     }
     rejected
+}
+
+/// The delivery once its first send step ran, or `None` at the deadline. Woken by this
+/// node's dispatcher; looks at the store every [`LOOK_EVERY`] as well (another node of a
+/// cluster may send it).
+async fn first_attempt(
+    state: &Arc<ApiState>,
+    id: DeliveryId,
+    deadline: tokio::time::Instant,
+) -> Option<DeliveryRecord> {
+    loop {
+        let signal = state.engine.attempt_signals().subscribe(id);
+        match state.engine.store().delivery(id).await {
+            Ok(Some(d)) if attempted(&d) => return Some(d),
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(delivery = %id, error = %e, "looking at a notify's delivery failed")
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        signal.wait(left.min(LOOK_EVERY)).await;
+    }
+}
+
+/// Whether a delivery's first send step ran (or it ended without one).
+fn attempted(d: &DeliveryRecord) -> bool {
+    d.attempts > 0
+        || matches!(
+            d.state,
+            DeliveryState::Sent
+                | DeliveryState::Delivered
+                | DeliveryState::Failed
+                | DeliveryState::Expired
+        )
 }

@@ -108,6 +108,8 @@ pub struct Engine {
     /// Every event logged by this node, once its write succeeded (the event stream's live
     /// feed).
     pub(crate) event_feed: tokio::sync::broadcast::Sender<Arc<EventRecord>>,
+    /// Wakes those waiting for a delivery's send step on this node.
+    pub(crate) attempts: crate::attempts::AttemptSignals,
 }
 
 impl Engine {
@@ -137,6 +139,7 @@ impl Engine {
             node,
             provider_wakers,
             event_waker: Notify::new(),
+            attempts: Default::default(),
             mirror_waker: Notify::new(),
             expiry_waker: Notify::new(),
             expiry_sleeps_until: std::sync::atomic::AtomicU64::new(0),
@@ -158,6 +161,11 @@ impl Engine {
     /// The store behind the engine.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Signals for waiting on a delivery's next send step on this node.
+    pub fn attempt_signals(&self) -> &crate::attempts::AttemptSignals {
+        &self.attempts
     }
 
     /// When something that happened at `now` (ms) has outlived the retention period.

@@ -26,6 +26,13 @@ impl Engine {
     /// is sent again with the same idempotency key (at-least-once, deduplicated by the
     /// provider).
     pub async fn deliver(&self, due: u64, id: DeliveryId) -> Result<Option<bool>, EngineError> {
+        let result = self.send_step(due, id).await;
+        self.attempts.attempted(id);
+        result
+    }
+
+    /// [`Engine::deliver`] before its waiters are woken.
+    async fn send_step(&self, due: u64, id: DeliveryId) -> Result<Option<bool>, EngineError> {
         let Some(outbound) = self.retrying(|| self.begin_send(due, id)).await? else {
             return Ok(None);
         };
