@@ -1,7 +1,8 @@
 //! The `pushgate` binary.
 
+mod allocator;
+
 fn main() {
-    pushgate_engine::allocator::limit_malloc_arenas();
     let args: Vec<String> = std::env::args().collect();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
