@@ -182,7 +182,8 @@ pub enum WriteOp {
         due: u64,
         id: DeliveryId,
     },
-    /// Maps a provider reference (e.g. a Getui taskid) to a delivery for receipts.
+    /// Maps a provider reference (e.g. a Getui taskid) to a delivery for receipts. A
+    /// reference that is the delivery id itself is never indexed: the engine finds it by id.
     PutReference {
         provider: String,
         reference: String,
