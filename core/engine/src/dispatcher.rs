@@ -18,8 +18,8 @@ use crate::store::Timer;
 
 /// Most deliveries claimed in one outbox scan.
 const SCAN_BATCH: usize = 256;
-/// Longest sleep of an idle worker; new work wakes it sooner.
-const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Longest sleep of an idle worker; new work due sooner wakes it.
+pub(crate) const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// How long handling one batch of message timers may take (their claims outlast it).
 const TIMER_WORK: Duration = Duration::from_secs(30);
 /// Pause after a storage error, so a broken disk does not spin a core.

@@ -243,12 +243,18 @@ impl Engine {
         let mut wake: Vec<String> = Vec::new();
         let (mut events, mut expiry) = (false, u64::MAX);
         let mut logged = Vec::new();
+        // A dispatcher looks at its outbox at least this often: work due later (a receipt
+        // timeout, a later retry) needs no wake-up.
+        let wake_before =
+            crate::clock::now_ms().saturating_add(crate::dispatcher::IDLE_WAIT.as_millis() as u64);
         for op in &ops {
             match op {
                 WriteOp::LogEvent(e) if self.event_feed.receiver_count() > 0 => {
                     logged.push(Arc::new(e.clone()))
                 }
-                WriteOp::Schedule { provider, .. } if !wake.contains(provider) => {
+                WriteOp::Schedule { provider, due, .. }
+                    if *due < wake_before && !wake.contains(provider) =>
+                {
                     wake.push(provider.clone())
                 }
                 WriteOp::PutEvent(_)

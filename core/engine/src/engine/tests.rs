@@ -354,6 +354,27 @@ async fn receipts_by_delivery_id_need_no_reference_index() {
     );
 }
 
+/// New work wakes the provider's dispatcher; work due after its longest sleep (a receipt
+/// timeout a minute ahead) does not: the dispatcher finds it on a later look.
+#[tokio::test]
+async fn only_work_due_before_the_idle_wait_wakes_the_dispatcher() {
+    let f = fixture(Some(Duration::from_secs(60)));
+    let waker = f.engine.provider_waker("p").expect("waker");
+    let woken = |w: Arc<tokio::sync::Notify>| async move {
+        tokio::time::timeout(Duration::from_millis(50), w.notified())
+            .await
+            .is_ok()
+    };
+    let (id, due) = accept_one(&f).await;
+    assert!(woken(waker.clone()).await, "a new delivery wakes it");
+    f.engine.deliver(due, id).await.expect("send");
+    assert_eq!(f.delivery(id).await.state, DeliveryState::Sent);
+    assert!(
+        !woken(waker.clone()).await,
+        "its receipt timeout a minute ahead does not"
+    );
+}
+
 fn settings(max_attempts: u32) -> EngineSettings {
     let mut settings = EngineSettings::default();
     settings.retry.base = Duration::from_millis(100);
