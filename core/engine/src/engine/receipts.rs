@@ -67,14 +67,24 @@ impl Engine {
         provider: &str,
         receipt: Receipt,
     ) -> Result<ReceiptOutcome, EngineError> {
-        let mut kept = false;
+        // A reference that is the delivery id of a recorded send: one read, under the lock.
+        if let Ok(id) = receipt.provider_ref.parse::<DeliveryId>() {
+            let _guard = self.message_locks.lock(&id.message).await;
+            if let Some(delivery) = self.store.delivery(id).await? {
+                if names(&delivery, provider, &receipt.provider_ref) {
+                    return self
+                        .settle_receipt(provider, &receipt, delivery, false)
+                        .await;
+                }
+            }
+        }
         let id = match self
-            .delivery_for_reference(provider, &receipt.provider_ref)
+            .store
+            .delivery_by_reference(provider, &receipt.provider_ref)
             .await?
         {
             Some(id) => id,
             None => {
-                kept = true;
                 // Keep it, then look again: a send recorded meanwhile either sees the kept
                 // receipt or is seen here (it writes its reference before it looks).
                 self.store
@@ -98,16 +108,38 @@ impl Engine {
                     .delivery_for_reference(provider, &receipt.provider_ref)
                     .await?
                 {
-                    Some(id) => id,
+                    Some(id) => {
+                        let _guard = self.message_locks.lock(&id.message).await;
+                        let Some(delivery) = self.store.delivery(id).await? else {
+                            return Ok(ReceiptOutcome::Mismatch);
+                        };
+                        return self
+                            .settle_receipt(provider, &receipt, delivery, true)
+                            .await;
+                    }
                     None => return Ok(ReceiptOutcome::Early),
                 }
             }
         };
         let _guard = self.message_locks.lock(&id.message).await;
-        let (Some(mut delivery), Some(message)) = (
-            self.store.delivery(id).await?,
-            self.store.message(id.message).await?,
-        ) else {
+        let Some(delivery) = self.store.delivery(id).await? else {
+            return Ok(ReceiptOutcome::Mismatch);
+        };
+        self.settle_receipt(provider, &receipt, delivery, false)
+            .await
+    }
+
+    /// Applies `receipt` to `delivery`, read under its message's lock (which the caller
+    /// holds). `kept`: this call kept the receipt as early, so it deletes that copy.
+    async fn settle_receipt(
+        &self,
+        provider: &str,
+        receipt: &Receipt,
+        mut delivery: DeliveryRecord,
+        kept: bool,
+    ) -> Result<ReceiptOutcome, EngineError> {
+        let id = delivery.id;
+        let Some(message) = self.store.message(id.message).await? else {
             return Ok(ReceiptOutcome::Mismatch);
         };
         // A receipt kept by an earlier call was taken by the send it waited for, or goes
@@ -148,7 +180,7 @@ impl Engine {
     ) -> Result<Option<DeliveryId>, EngineError> {
         if let Ok(id) = reference.parse::<DeliveryId>() {
             if let Some(d) = self.store.delivery(id).await? {
-                if d.provider == provider && d.provider_ref.as_deref() == Some(reference) {
+                if names(&d, provider, reference) {
                     return Ok(Some(id));
                 }
             }
@@ -331,4 +363,9 @@ impl ReceiptSink for Engine {
         self.store.commit().await?;
         Ok(report)
     }
+}
+
+/// Whether `delivery`'s recorded send has `reference` on `provider`.
+fn names(delivery: &DeliveryRecord, provider: &str, reference: &str) -> bool {
+    delivery.provider == provider && delivery.provider_ref.as_deref() == Some(reference)
 }

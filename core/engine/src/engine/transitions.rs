@@ -36,7 +36,7 @@ impl Engine {
         let Some(outbound) = self.retrying(|| self.begin_send(due, id)).await? else {
             return Ok(None);
         };
-        let (outbound, provider_name, started_at) = outbound;
+        let (outbound, provider_name, started_at, message) = outbound;
         let provider = self.provider(&provider_name)?.clone();
         let timeout = provider.limits().send_timeout;
         let started = Instant::now();
@@ -64,7 +64,7 @@ impl Engine {
         });
         let healthy = !matches!(&result, Err(e) if e.is_transient());
         let sent = match self
-            .retrying(|| self.finish_send(id, started_at, result.clone()))
+            .retrying(|| self.finish_send(id, &message, started_at, result.clone()))
             .await
         {
             Ok(sent) => sent,
@@ -125,7 +125,7 @@ impl Engine {
         &self,
         due: u64,
         id: DeliveryId,
-    ) -> Result<Option<(OutboundDelivery, String, u64)>, EngineError> {
+    ) -> Result<Option<(OutboundDelivery, String, u64, MessageRecord)>, EngineError> {
         let _guard = self.message_locks.lock(&id.message).await;
         let now = now_ms();
         let Some(mut delivery) = self.store.delivery(id).await? else {
@@ -171,10 +171,10 @@ impl Engine {
         let payload = match self.providers.get(&delivery.provider) {
             // A device that acknowledges itself gets the payload with its ack token.
             Some(p) if p.device_acks() => serde_json::json!({
-                "payload": message.payload,
+                "payload": &message.payload,
                 "ack": self.settings.acks.token(id),
             }),
-            _ => message.payload,
+            _ => message.payload.clone(),
         };
         let outbound = OutboundDelivery {
             delivery_id: id,
@@ -191,23 +191,23 @@ impl Engine {
             notification: message.notification.clone().map(std::sync::Arc::new),
             idempotency_key: id.to_string(),
         };
-        Ok(Some((outbound, delivery.provider, now)))
+        Ok(Some((outbound, delivery.provider, now, message)))
     }
 
     /// Records a provider's answer: `sent`, another attempt later, or a final state. Returns
     /// the provider's reference when it recorded `sent` (and no kept receipt settled it).
+    /// `message` is the delivery's message as `begin_send` read it (message records never
+    /// change once written).
     async fn finish_send(
         &self,
         id: DeliveryId,
+        message: &MessageRecord,
         started_at: u64,
         result: Result<Sent, ProviderError>,
     ) -> Result<Option<String>, EngineError> {
         let _guard = self.message_locks.lock(&id.message).await;
         let now = now_ms();
-        let (Some(mut delivery), Some(message)) = (
-            self.store.delivery(id).await?,
-            self.store.message(id.message).await?,
-        ) else {
+        let Some(mut delivery) = self.store.delivery(id).await? else {
             return Ok(None);
         };
         delivery.attempts += 1;
@@ -244,13 +244,13 @@ impl Engine {
                     .await?;
                 let settled = match early {
                     Some(early) => {
-                        self.plan_early_receipt(&message, &mut delivery, early, now, &mut ops)
+                        self.plan_early_receipt(message, &mut delivery, early, now, &mut ops)
                             .await?
                     }
                     None => false,
                 };
                 if !settled {
-                    self.schedule_receipt_timeout(&message, &mut delivery, now, &mut ops);
+                    self.schedule_receipt_timeout(message, &mut delivery, now, &mut ops);
                     ops.push(WriteOp::PutDelivery(delivery.clone()));
                 }
                 self.write_deliveries(ops).await?;
@@ -277,7 +277,7 @@ impl Engine {
                         let due = now.saturating_add(delay.as_millis() as u64);
                         if due >= message.expires_at {
                             self.settle(
-                                &message,
+                                message,
                                 &mut delivery,
                                 DeliveryState::Expired,
                                 now,
@@ -302,13 +302,7 @@ impl Engine {
                     }
                     _ => {
                         tracing::info!(delivery = %id, provider = %provider, %error, "delivery failed");
-                        self.settle(
-                            &message,
-                            &mut delivery,
-                            DeliveryState::Failed,
-                            now,
-                            &mut ops,
-                        );
+                        self.settle(message, &mut delivery, DeliveryState::Failed, now, &mut ops);
                     }
                 }
             }
