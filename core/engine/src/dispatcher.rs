@@ -146,12 +146,13 @@ pub async fn run_provider(
         let now = now_ms();
         // A rate-capped provider takes one delivery per pacing slot.
         let batch = if pacer.is_some() { 1 } else { SCAN_BATCH };
+        let asked = free.min(batch);
         let due = if free == 0 {
             Ok(Vec::new())
         } else {
             let lease = engine.lease(now, limits.send_timeout);
             store
-                .claim_due(&name, cursor.from(), now, free.min(batch), &lease)
+                .claim_due(&name, cursor.from(), now, asked, &lease)
                 .await
         };
         let due = match due {
@@ -170,8 +171,8 @@ pub async fn run_provider(
             if free > 0 && breaker.state() == CircuitState::HalfOpen {
                 breaker.release_probe();
             }
-            // Each send that ends wakes this loop: look up the next due time (a retry's
-            // backoff) only when none is in flight.
+            // Look up the next due time (a retry's backoff) only when no send is in flight:
+            // a retry due within IDLE_WAIT wakes this loop when it is written.
             let nothing_in_flight = permits.available_permits() >= limits.concurrency.max(1);
             let next = if nothing_in_flight {
                 store.next_due(&name).await.ok().flatten()
@@ -186,6 +187,9 @@ pub async fn run_provider(
             }
             continue;
         }
+        // Fewer than asked: nothing else is due now, so wait for new work instead of
+        // scanning again at once.
+        let drained = due.len() < asked;
         let mut claimed = due.into_iter();
         for (due, id) in claimed.by_ref() {
             let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -204,7 +208,9 @@ pub async fn run_provider(
             let engine = engine.clone();
             let waker = waker.clone();
             let breaker = breaker.clone();
+            let permits = permits.clone();
             tasks.spawn(async move {
+                let probing = breaker.state() != CircuitState::Closed;
                 match engine.deliver(due, id).await {
                     Ok(Some(healthy)) => breaker.record(healthy, std::time::Instant::now()),
                     Ok(None) => breaker.release_probe(),
@@ -215,13 +221,30 @@ pub async fn run_provider(
                     }
                 }
                 engine.release_claim(id).await;
+                // A freed permit matters to a dispatcher that ran out of them, or that waits
+                // for a probe's outcome; new and retried work wakes it by itself.
+                let wanted = permits.available_permits() == 0
+                    || probing
+                    || breaker.state() != CircuitState::Closed;
                 drop(permit);
-                waker.notify_one();
+                if wanted {
+                    waker.notify_one();
+                }
             });
         }
         // Stopping: what was claimed and not started is left for the next start.
+        let stopping = !claimed.as_slice().is_empty();
         for (_, id) in claimed {
             engine.release_claim(id).await;
+        }
+        if drained && !stopping {
+            cursor.restart();
+            let wait = circuit_wait.map_or(IDLE_WAIT, |w| w.min(IDLE_WAIT));
+            tokio::select! {
+                _ = waker.notified(), if circuit_wait.is_none() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
         }
     }
     while tasks.join_next().await.is_some() {}

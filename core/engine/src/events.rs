@@ -158,13 +158,12 @@ pub async fn run_events(
         }
         let free = permits.available_permits();
         let now = now_ms();
+        let asked = free * per_call;
         let due = if free == 0 {
             Ok(Vec::new())
         } else {
             let lease = engine.lease(now, settings.timeout);
-            store
-                .claim_events(cursor.from(), now, free * per_call, &lease)
-                .await
+            store.claim_events(cursor.from(), now, asked, &lease).await
         };
         let due = match due {
             Ok(due) => due,
@@ -180,8 +179,8 @@ pub async fn run_events(
             continue;
         }
         if due.is_empty() {
-            // While events are in flight, each one that ends wakes this loop anyway: look up
-            // the next retry time only when none are.
+            // Look up the next retry time only when no event is in flight: a retry written
+            // meanwhile wakes this loop.
             let next = if free < settings.concurrency.max(1) {
                 None
             } else {
@@ -198,6 +197,9 @@ pub async fn run_events(
             }
             continue;
         }
+        // Fewer than asked: nothing else is due now, so wait for new events instead of
+        // scanning again at once.
+        let drained = due.len() < asked;
         for calls in batches(due, &settings.batch_max) {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 for event in &calls {
@@ -208,6 +210,7 @@ pub async fn run_events(
             let engine = engine.clone();
             let transport = transport.clone();
             let retry = settings.retry;
+            let permits = permits.clone();
             tasks.spawn(async move {
                 let results = match calls.as_slice() {
                     [event] => vec![transport.deliver(event).await],
@@ -234,9 +237,22 @@ pub async fn run_events(
                     }
                     engine.release_event_claim(id).await;
                 }
+                // A freed permit matters to a worker that ran out of them; new and retried
+                // events wake it by themselves.
+                let wanted = permits.available_permits() == 0;
                 drop(permit);
-                engine.event_waker.notify_one();
+                if wanted {
+                    engine.event_waker.notify_one();
+                }
             });
+        }
+        if drained {
+            cursor.restart();
+            tokio::select! {
+                _ = engine.event_waker.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => {}
+            }
         }
     }
     while tasks.join_next().await.is_some() {}

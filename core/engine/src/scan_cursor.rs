@@ -34,6 +34,13 @@ impl ScanCursor {
         self.from
     }
 
+    /// Starts the next scan from the start: after a scan that found less than it asked for
+    /// (the worker then waits for new work), so an item that became visible behind the
+    /// cursor (written with an earlier due time than the last one taken) is not left waiting.
+    pub fn restart(&mut self) {
+        self.from = 0;
+    }
+
     /// Records a scan's result: the due time of the last item it returned, and whether the
     /// worker has nothing in flight. True if the caller should scan again, from the start,
     /// before waiting.
