@@ -2,11 +2,12 @@
 # Backlog run: the release gateway with its mock provider paced to one send a second (so
 # nearly every delivery stays queued), driven by wrk for N seconds (the app's backlog cap,
 # 1,000,000 deliveries by default, answers 429 past it: wrk counts those as non-2xx); prints
-# the deliveries queued and the gateway's RSS at the end of the load and at rest.
-# Usage: examples/wrk/backlog.sh [seconds] [gateway binary]
+# the deliveries queued and the gateway's RSS at the end of the load and at rest. With
+# DRAIN=1 it then restarts the gateway unpaced (no webhooks) and times the drain.
+# Usage: [CACHE_MB=256] [DRAIN=1] examples/wrk/backlog.sh [seconds] [gateway binary]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=${1:-75}; bin=${2:-./target/release/pushgate}
+secs=${1:-75}; bin=${2:-./target/release/pushgate}; cache_mb=${CACHE_MB:-256}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
 [ -x "$bin" ] || cargo build --release -q --bin pushgate
 dir=$(mktemp -d); out="$dir/out.txt"
@@ -15,6 +16,7 @@ cat >"$dir/pushgate.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
 data_dir = "$dir/data"
+cache_capacity_mb = $cache_mb
 
 [log]
 level = "warn"
@@ -45,3 +47,19 @@ echo "RSS at the end of the load: $(rss)"
 sleep 10
 echo "RSS at rest (10 s later): $(rss)"
 curl -s "$url/metrics" | grep -E '^pushgate_(messages_accepted_total|outbox_depth)' || true
+[ "${DRAIN:-0}" = 1 ] || exit 0
+kill $pid; wait $pid 2>/dev/null || true
+sed -i '/^qps = 1$/d' "$dir/pushgate.toml"
+: >"$out"
+"$bin" serve --config "$dir/pushgate.toml" >"$out" 2>"$dir/err.txt" &
+pid=$!
+for _ in $(seq 300); do grep -q "listening on" "$out" && break; sleep 0.1; done
+url=$(sed -n 's/^pushgate listening on //p' "$out")
+start=$(date +%s.%N); peak=0
+while :; do
+  depth=$(curl -s "$url/metrics" | sed -n 's/^pushgate_outbox_depth{provider="mock"} //p')
+  kb=$(awk '/VmRSS/{print $2}' /proc/$pid/status); [ "$kb" -gt "$peak" ] && peak=$kb
+  [ "${depth:-1}" = 0 ] && break
+  sleep 1
+done
+echo "drained in $(echo "$(date +%s.%N) - $start" | bc) s (restart included); peak RSS $((peak / 1024)) MiB, after $(rss)"

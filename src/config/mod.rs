@@ -89,7 +89,7 @@ impl Default for ServerConfig {
             max_callback_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
             commit_window_ms: 0,
-            cache_capacity_mb: 256,
+            cache_capacity_mb: 128,
             header_read_timeout_ms: 10_000,
             device_ack_rps: 1000,
         }
