@@ -45,6 +45,8 @@ pub struct Options {
     pub matrix: bool,
     /// TOML appended to the gateway's config (`--config-extra '[event_stream]…'`).
     pub config_extra: String,
+    /// Keys added to the config's `[server]` table (`--server-extra 'commit_window_ms = 1'`).
+    pub server_extra: String,
     /// The app's `webhook_batch_max` (`--webhook-batch N`; 1: one event per POST).
     pub webhook_batch: usize,
 }
@@ -64,6 +66,7 @@ fn parse() -> Result<Options, String> {
         nodes: 1,
         matrix: false,
         config_extra: String::new(),
+        server_extra: String::new(),
         webhook_batch: 1,
     };
     let mut args = std::env::args().skip(1);
@@ -89,8 +92,9 @@ fn parse() -> Result<Options, String> {
             "--matrix" => o.matrix = true,
             "--webhook-batch" => o.webhook_batch = (num(value()?)? as usize).max(1),
             "--config-extra" => o.config_extra = value()?.replace("\\n", "\n"),
+            "--server-extra" => o.server_extra = value()?.replace("\\n", "\n"),
             "-h" | "--help" => {
-                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH] [--store-url postgres://… [--nodes N]] [--matrix] [--config-extra TOML] [--webhook-batch N]");
+                println!("usage: loadgen [--aliases N] [--connections C] [--rate R | --max] [--seconds S] [--count N] [--baseline] [--json FILE] [--gateway-bin PATH] [--store-url postgres://… [--nodes N]] [--matrix] [--config-extra TOML] [--server-extra TOML] [--webhook-batch N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other:?}")),
@@ -144,7 +148,7 @@ fn start_gateway(
     webhook: &str,
     store_url: Option<&str>,
     node: usize,
-    extra: &str,
+    (server_extra, extra): (&str, &str),
     webhook_batch: usize,
 ) -> Result<Gateway, String> {
     let dir = std::env::temp_dir().join(format!("pushgate-loadgen-{}-{node}", std::process::id()));
@@ -156,7 +160,7 @@ fn start_gateway(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\nwebhook_batch_max = {webhook_batch}\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n\n[[matrix_apps]]\napp_id = \"com.example.loadgen\"\napp = \"demo\"\nprovider = \"mock\"\n{store}\n{extra}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n{server_extra}\n\n[[apps]]\nid = \"demo\"\napi_keys = [\"{KEY}\"]\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"loadgen-webhook-secret-01\"\ndefault_provider = \"mock\"\nwebhook_batch_max = {webhook_batch}\n\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nreceipt_delay_ms = 5\nconcurrency = 512\n\n[webhooks]\nconcurrency = 64\n\n[[matrix_apps]]\napp_id = \"com.example.loadgen\"\napp = \"demo\"\nprovider = \"mock\"\n{store}\n{extra}\n",
         dir.join("data").display()
     );
     let path = dir.join("pushgate.toml");
@@ -245,7 +249,7 @@ async fn run(o: Options) -> Result<(), String> {
                 &receiver.url,
                 o.store_url.as_deref(),
                 node,
-                &o.config_extra,
+                (&o.server_extra, &o.config_extra),
                 o.webhook_batch,
             )
         })
