@@ -252,9 +252,10 @@ async fn a_receipt_before_the_send_is_recorded_settles_it_in_the_same_write() {
     );
 }
 
-#[tokio::test]
-async fn a_device_ack_before_the_send_is_recorded_settles_it_whatever_the_provider_calls_it() {
-    let f = fixture_of(
+/// A provider whose devices acknowledge themselves (references are delivery ids), with a
+/// one-minute receipt timeout.
+fn device_ack_fixture() -> Fixture {
+    fixture_of(
         Counting {
             sends: AtomicUsize::new(0),
             receipt_timeout: Some(Duration::from_secs(60)),
@@ -262,7 +263,12 @@ async fn a_device_ack_before_the_send_is_recorded_settles_it_whatever_the_provid
             device_acks: true,
         },
         EngineSettings::default(),
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_device_ack_before_the_send_is_recorded_settles_it_whatever_the_provider_calls_it() {
+    let f = device_ack_fixture();
     let (id, due) = accept_one(&f).await;
     // The device acks before the provider's answer is recorded (FCM's devices can).
     let token = f.engine.settings.acks.token(id);
@@ -294,15 +300,7 @@ async fn a_device_ack_before_the_send_is_recorded_settles_it_whatever_the_provid
 /// index, yet early, late, forged and repeated receipts come out as with one.
 #[tokio::test]
 async fn receipts_by_delivery_id_need_no_reference_index() {
-    let f = fixture_of(
-        Counting {
-            sends: AtomicUsize::new(0),
-            receipt_timeout: Some(Duration::from_secs(60)),
-            script: Default::default(),
-            device_acks: true,
-        },
-        EngineSettings::default(),
-    );
+    let f = device_ack_fixture();
     let by_id = |id: DeliveryId, cid: &str| Receipt {
         provider_ref: id.to_string(),
         cid: cid.into(),
