@@ -13,8 +13,41 @@ use tokio_postgres::Row;
 
 use crate::codec::{self, from_ms, ms};
 use crate::counts::Count;
+use crate::messages::MessageCache;
 use crate::ops;
 use crate::PgStore;
+
+/// The message records a write puts and deletes, for the cache once it committed.
+struct MessageChanges {
+    put: Vec<MessageRecord>,
+    deleted: Vec<MessageId>,
+}
+
+impl MessageChanges {
+    fn of(ops: &[WriteOp]) -> Self {
+        let mut changes = MessageChanges {
+            put: Vec::new(),
+            deleted: Vec::new(),
+        };
+        for op in ops {
+            match op {
+                WriteOp::PutMessage(m) => changes.put.push(m.clone()),
+                WriteOp::DeleteMessage(id) => changes.deleted.push(*id),
+                _ => {}
+            }
+        }
+        changes
+    }
+
+    fn apply(self, cache: &MessageCache) {
+        for id in self.deleted {
+            cache.remove(id);
+        }
+        for record in self.put {
+            cache.put(record);
+        }
+    }
+}
 
 impl PgStore {
     /// Runs a read (or a claim, which is one statement) on a pooled connection.
@@ -89,14 +122,16 @@ impl PgStore {
 #[async_trait]
 impl DeliveryStore for PgStore {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        self.writer
-            .write(Vec::new(), ops::plan(ops))
-            .await
-            .map(|_| ())
+        self.apply_if(Vec::new(), ops).await.map(|_| ())
     }
 
     async fn apply_if(&self, guards: Vec<Guard>, ops: Vec<WriteOp>) -> Result<bool, StoreError> {
-        self.writer.write(guards, ops::plan(ops)).await
+        let messages = MessageChanges::of(&ops);
+        let written = self.writer.write(guards, ops::plan(ops)).await?;
+        if written {
+            messages.apply(&self.messages);
+        }
+        Ok(written)
     }
 
     /// Every write has committed when its `apply` returned.
@@ -105,12 +140,20 @@ impl DeliveryStore for PgStore {
     }
 
     async fn message(&self, id: MessageId) -> Result<Option<MessageRecord>, StoreError> {
-        self.one_record(
-            "messages",
-            "SELECT record FROM messages WHERE id = $1",
-            &[&codec::id(id)],
-        )
-        .await
+        if let Some(record) = self.messages.get(id) {
+            return Ok(Some(record));
+        }
+        let record: Option<MessageRecord> = self
+            .one_record(
+                "messages",
+                "SELECT record FROM messages WHERE id = $1",
+                &[&codec::id(id)],
+            )
+            .await?;
+        if let Some(r) = &record {
+            self.messages.put(r.clone());
+        }
+        Ok(record)
     }
 
     async fn deliveries(&self, id: MessageId) -> Result<Vec<DeliveryRecord>, StoreError> {

@@ -9,11 +9,15 @@
 //!   so a due item is in flight on one node at a time and a dead node's claims pass with
 //!   their lease.
 //! - Guards (new request id, new upstream msgid, delivery version) are checked in the
-//!   writing transaction; a race the check cannot see is caught by the primary key and the
-//!   write is run again on its own, where the guard then fails.
+//!   writing transaction by statements that raise when they fail, so a transaction goes to
+//!   the server whole, BEGIN to COMMIT, in one round trip. A race the check cannot see is
+//!   caught by the primary key and the write is run again on its own, where the guard then
+//!   fails.
 //! - A device's binding is one row (its primary key keeps it on one alias); a bind counts
 //!   its alias's devices under an advisory lock on the alias, so concurrent binds on
 //!   different nodes keep the device limit.
+//! - Message records, which never change once written, are kept for a while by the node
+//!   that wrote or read them ([`messages`]): the send and receipt steps do not read them again.
 //! - The schema is migrated at open under a transaction-level advisory lock ([`migrate`]).
 
 mod availability;
@@ -22,6 +26,7 @@ mod counts;
 mod delivery;
 mod error;
 mod identity;
+mod messages;
 pub mod migrate;
 mod ops;
 mod writer;
@@ -34,6 +39,7 @@ use pushgate_api::error::StoreError;
 
 use crate::availability::Availability;
 use crate::counts::Counts;
+use crate::messages::MessageCache;
 use crate::writer::Writer;
 
 /// How to reach the database.
@@ -75,6 +81,7 @@ pub struct PgStore {
     pool: Pool,
     writer: Writer,
     counts: Counts,
+    messages: MessageCache,
     availability: Arc<Availability>,
 }
 
@@ -119,6 +126,7 @@ pub async fn open(options: &PgOptions) -> Result<PgStore, StoreError> {
         pool,
         writer,
         counts: Counts::new(Duration::from_secs(1)),
+        messages: MessageCache::default(),
         availability,
     })
 }

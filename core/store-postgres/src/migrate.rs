@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "event_log",
         include_str!("../migrations/0004_event_log.sql"),
     ),
+    (
+        5,
+        "write_guard",
+        include_str!("../migrations/0005_write_guard.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("pushgate" in ASCII).

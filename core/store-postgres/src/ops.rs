@@ -1,7 +1,7 @@
 //! Write ops and guards as SQL statements, and running them in a transaction (pipelined:
 //! a job's statements go to the server together and run in order).
 
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use pushgate_api::model::{AliasMirror, EventRecord};
 use pushgate_store::{Guard, Removable, WriteOp};
 use tokio_postgres::types::ToSql;
@@ -31,68 +31,69 @@ impl Stmt {
     }
 }
 
-/// Runs `stmts` in order on `client` (one round trip for all of them).
-pub async fn execute<C: deadpool_postgres::GenericClient + Sync>(
-    client: &C,
-    stmts: &[Stmt],
-) -> Result<(), tokio_postgres::Error> {
-    let mut prepared = Vec::with_capacity(stmts.len());
-    for s in stmts {
-        prepared.push(client.prepare_cached(s.sql).await?);
-    }
-    try_join_all(
-        stmts
-            .iter()
-            .zip(&prepared)
-            .map(|(s, statement)| async move {
-                let params = s.refs();
-                client.execute(statement, &params).await
-            }),
-    )
-    .await?;
-    Ok(())
+/// The SQLSTATE `pushgate_guard` raises when a guard does not hold (migration 0005).
+const GUARD_FAILED: &str = "PGG01";
+
+/// Whether `e` is a guard that did not hold.
+pub fn is_guard_failure(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code() == GUARD_FAILED)
 }
 
-/// Whether every guard holds, checked in `client`'s transaction. A delivery version check
-/// locks the row until the transaction ends, so no other writer changes it in between.
-pub async fn guards_hold<C: deadpool_postgres::GenericClient + Sync>(
+/// Runs `stmts` in order on `client`, sent together (one round trip for all of them). Every
+/// statement is awaited, so none is left running; the error is the first statement's that
+/// failed (those after it in a transaction fail only because it did).
+pub async fn execute<'s, C: deadpool_postgres::GenericClient + Sync>(
     client: &C,
-    guards: &[Guard],
-) -> Result<bool, tokio_postgres::Error> {
-    for guard in guards {
-        let holds = match guard {
-            Guard::NewRequest { app, request_id } => {
-                let s = client
-                    .prepare_cached("SELECT 1 FROM idempotency WHERE app = $1 AND request_id = $2")
-                    .await?;
-                client.query_opt(&s, &[app, request_id]).await?.is_none()
-            }
-            Guard::NewUpstream { provider, msgid } => {
-                let s = client
-                    .prepare_cached("SELECT 1 FROM upstream WHERE provider = $1 AND msgid = $2")
-                    .await?;
-                client.query_opt(&s, &[provider, msgid]).await?.is_none()
-            }
-            Guard::DeliveryVersion { id, version } => {
-                let (message, idx) = codec::delivery(*id);
-                let s = client
-                    .prepare_cached(
-                        "SELECT version FROM deliveries WHERE message = $1 AND idx = $2 FOR UPDATE",
-                    )
-                    .await?;
-                let stored: i64 = client
-                    .query_opt(&s, &[&message, &idx])
-                    .await?
-                    .map(|row| row.get(0))
-                    .unwrap_or(0);
-                codec::from_ms(stored) == *version
-            }
-        };
-        if !holds {
-            return Ok(false);
+    stmts: impl IntoIterator<Item = &'s Stmt>,
+) -> Result<(), tokio_postgres::Error> {
+    let stmts: Vec<&Stmt> = stmts.into_iter().collect();
+    let mut prepared = Vec::with_capacity(stmts.len());
+    for s in &stmts {
+        prepared.push(client.prepare_cached(s.sql).await?);
+    }
+    let params: Vec<_> = stmts.iter().map(|s| s.refs()).collect();
+    let results = join_all(
+        prepared
+            .iter()
+            .zip(&params)
+            .map(|(statement, params)| client.execute(statement, params)),
+    )
+    .await;
+    match results.into_iter().find_map(Result::err) {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
+/// A guard as a statement that raises when it does not hold, so that it can be sent ahead of
+/// the statements it guards. A delivery version check locks the row until the transaction
+/// ends, so no other writer changes it in between.
+pub fn guard(guard: &Guard) -> Stmt {
+    match guard {
+        Guard::NewRequest { app, request_id } => stmt!(
+            "SELECT pushgate_guard(NOT EXISTS
+                 (SELECT 1 FROM idempotency WHERE app = $1 AND request_id = $2))",
+            app.clone(),
+            request_id.clone(),
+        ),
+        Guard::NewUpstream { provider, msgid } => stmt!(
+            "SELECT pushgate_guard(NOT EXISTS
+                 (SELECT 1 FROM upstream WHERE provider = $1 AND msgid = $2))",
+            provider.clone(),
+            msgid.clone(),
+        ),
+        Guard::DeliveryVersion { id, version } => {
+            let (message, idx) = codec::delivery(*id);
+            stmt!(
+                "SELECT pushgate_guard(coalesce(
+                     (SELECT version FROM deliveries WHERE message = $1 AND idx = $2 FOR UPDATE),
+                     0) = $3)",
+                message,
+                idx,
+                ms(*version),
+            )
         }
     }
-    Ok(true)
 }
 
 /// The statements of `ops`, in order.

@@ -81,9 +81,10 @@ async fn run(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, availability: A
     }
 }
 
-/// Commits a group, or, if one of its jobs failed, each job on its own.
+/// Commits a group, or, if one of its jobs failed (a guard that did not hold among them),
+/// each job on its own.
 async fn commit_group(pool: &Pool, group: Vec<Job>, availability: &Availability) {
-    let mut client = match pool.get().await {
+    let client = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
             let error = error::pool(e);
@@ -94,11 +95,11 @@ async fn commit_group(pool: &Pool, group: Vec<Job>, availability: &Availability)
             return;
         }
     };
-    match run_together(&mut client, &group).await {
-        Ok(results) => {
+    match transaction(&client, &group).await {
+        Ok(()) => {
             availability.up();
-            for (job, result) in group.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(result));
+            for job in group {
+                let _ = job.reply.send(Ok(true));
             }
         }
         Err(e) if error::is_connection(&e) => {
@@ -110,60 +111,86 @@ async fn commit_group(pool: &Pool, group: Vec<Job>, availability: &Availability)
                 let _ = job.reply.send(Err(error.clone()));
             }
         }
+        Err(e) if group.len() == 1 => {
+            availability.up();
+            let result = match alone_outcome(&e) {
+                Some(result) => result,
+                None => run_alone(&client, &group[0]).await,
+            };
+            for job in group {
+                let _ = job.reply.send(result.clone());
+            }
+        }
         Err(e) => {
+            availability.up();
             tracing::debug!(error = %e, jobs = group.len(), "a grouped write failed; writing its jobs one by one");
             for job in group {
-                let result = run_alone(&mut client, &job).await;
+                let result = run_alone(&client, &job).await;
                 let _ = job.reply.send(result);
             }
         }
     }
 }
 
-/// All jobs in one transaction: each job's guards, then (if they hold) its statements.
-async fn run_together(
-    client: &mut deadpool_postgres::Object,
-    group: &[Job],
-) -> Result<Vec<bool>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        results.push(run_job(&tx, job).await?);
+/// The jobs in one transaction, sent together with its BEGIN and COMMIT (one round trip):
+/// each job's guards, then its statements. A guard that does not hold raises, so what follows
+/// it does nothing and the COMMIT rolls back.
+async fn transaction(
+    client: &deadpool_postgres::Object,
+    jobs: &[Job],
+) -> Result<(), tokio_postgres::Error> {
+    let guards: Vec<Stmt> = jobs
+        .iter()
+        .flat_map(|job| job.guards.iter().map(ops::guard))
+        .collect();
+    let mut stmts: Vec<&Stmt> = Vec::with_capacity(guards.len() + jobs.len() * 4 + 2);
+    stmts.push(&BEGIN);
+    let mut guards = guards.iter();
+    for job in jobs {
+        stmts.extend(guards.by_ref().take(job.guards.len()));
+        stmts.extend(&job.stmts);
     }
-    tx.commit().await?;
-    Ok(results)
+    stmts.push(&COMMIT);
+    ops::execute(client, stmts).await
 }
 
-async fn run_job(
-    tx: &deadpool_postgres::Transaction<'_>,
-    job: &Job,
-) -> Result<bool, tokio_postgres::Error> {
-    if !ops::guards_hold(tx, &job.guards).await? {
-        return Ok(false);
+static BEGIN: Stmt = Stmt {
+    sql: "BEGIN",
+    params: Vec::new(),
+};
+static COMMIT: Stmt = Stmt {
+    sql: "COMMIT",
+    params: Vec::new(),
+};
+
+/// What a lone job's failed transaction means for its caller, unless running it again may
+/// cure it (`None`: a lost race).
+fn alone_outcome(e: &tokio_postgres::Error) -> Option<Result<bool, StoreError>> {
+    if ops::is_guard_failure(e) {
+        Some(Ok(false))
+    } else if error::is_race(e) {
+        None
+    } else {
+        Some(Err(error::query(e)))
     }
-    ops::execute(tx, &job.stmts).await?;
-    Ok(true)
 }
 
-/// One job in its own transaction, again while it loses races.
-async fn run_alone(client: &mut deadpool_postgres::Object, job: &Job) -> Result<bool, StoreError> {
+/// One job in its own transaction, again while it loses races; `false` if a guard failed.
+async fn run_alone(client: &deadpool_postgres::Object, job: &Job) -> Result<bool, StoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = async {
-            let tx = client.transaction().await?;
-            let written = run_job(&tx, job).await?;
-            tx.commit().await?;
-            Ok::<bool, tokio_postgres::Error>(written)
-        }
-        .await;
-        match result {
-            Ok(written) => return Ok(written),
-            Err(e) if error::is_race(&e) && attempt < ALONE_ATTEMPTS => {
+        let e = match transaction(client, std::slice::from_ref(job)).await {
+            Ok(()) => return Ok(true),
+            Err(e) => e,
+        };
+        match alone_outcome(&e) {
+            None if attempt < ALONE_ATTEMPTS => {
                 tracing::debug!(error = %e, attempt, "a write lost a race; running it again");
                 tokio::time::sleep(Duration::from_millis(2 << attempt)).await;
             }
-            Err(e) => return Err(error::query(&e)),
+            None => return Err(error::query(&e)),
+            Some(result) => return result,
         }
     }
 }

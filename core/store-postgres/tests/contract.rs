@@ -283,6 +283,93 @@ async fn a_delivery_is_written_only_over_the_version_it_was_read_at() {
     );
 }
 
+/// Writes sent together share one transaction: a guard that fails among them must neither
+/// write its own statements nor cost the others theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_guard_among_writes_sent_together_fails_only_its_own() {
+    let (_url, stores) = nodes(1).await;
+    let store = stores[0].clone();
+    let device = DeviceRef {
+        provider: "p".into(),
+        cid: "c".into(),
+    };
+    let ids: Vec<DeliveryId> = (0..64).map(|_| delivery_id(0)).collect();
+    for id in &ids {
+        let mut record = DeliveryRecord::queued(*id, &device, 1);
+        record.version = 1;
+        store
+            .apply(vec![WriteOp::PutDelivery(record)])
+            .await
+            .expect("put");
+    }
+    // Every third write is over a version that is not stored; all are sent at once.
+    let writes = ids.iter().enumerate().map(|(i, id)| {
+        let store = store.clone();
+        let mut record = DeliveryRecord::queued(*id, &device, 1);
+        record.version = 2;
+        let read_at = if i % 3 == 0 { 7 } else { 1 };
+        let timer = MessageId::generate();
+        tokio::spawn(async move {
+            store
+                .apply_if(
+                    vec![Guard::DeliveryVersion {
+                        id: record.id,
+                        version: read_at,
+                    }],
+                    vec![
+                        WriteOp::PutDelivery(record),
+                        WriteOp::ScheduleExpiry {
+                            at: 1,
+                            message: timer,
+                        },
+                    ],
+                )
+                .await
+                .expect("apply_if")
+        })
+    });
+    let mut results = Vec::new();
+    for w in writes {
+        results.push(w.await.expect("join"));
+    }
+    for (i, (id, written)) in ids.iter().zip(&results).enumerate() {
+        assert_eq!(*written, i % 3 != 0, "write {i}");
+        let stored = store.delivery(*id).await.expect("read").map(|d| d.version);
+        assert_eq!(stored, Some(if i % 3 == 0 { 1 } else { 2 }), "delivery {i}");
+    }
+    // Only the written ones left their timer behind.
+    let timers = store
+        .claim_timers(10, 1000, &lease("n0", 100))
+        .await
+        .expect("timers");
+    assert_eq!(timers.len(), results.iter().filter(|w| **w).count());
+}
+
+/// A node keeps the message records it wrote; another node reads them from the database,
+/// and a deletion on the writing node is seen there at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_records_read_the_same_on_every_node_until_deleted() {
+    let (_url, stores) = nodes(2).await;
+    let id = MessageId::generate();
+    let record: pushgate_api::model::MessageRecord = serde_json::from_value(serde_json::json!({
+        "id": id.to_string(), "app": "a", "to": {"alias": "x"}, "payload": {"n": 1},
+        "created_at": 0, "expires_at": 1, "delivery_count": 1
+    }))
+    .expect("record");
+    stores[0]
+        .apply(vec![WriteOp::PutMessage(record.clone())])
+        .await
+        .expect("put");
+    for store in &stores {
+        assert_eq!(store.message(id).await.expect("read"), Some(record.clone()));
+    }
+    stores[0]
+        .apply(vec![WriteOp::DeleteMessage(id)])
+        .await
+        .expect("delete");
+    assert_eq!(stores[0].message(id).await.expect("read"), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_binds_on_three_nodes_keep_the_alias_rules() {
     let (_url, stores) = nodes(3).await;

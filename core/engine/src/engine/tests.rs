@@ -233,7 +233,7 @@ async fn a_sent_delivery_without_its_receipt_is_sent_again_then_settles() {
 }
 
 #[tokio::test]
-async fn a_receipt_before_the_send_is_recorded_settles_it_in_the_same_write() {
+async fn a_receipt_before_the_send_is_recorded_settles_it_once_recorded() {
     let f = fixture(Some(Duration::from_secs(60)));
     let (id, due) = accept_one(&f).await;
     let report = f.receipt(id).await;

@@ -15,6 +15,15 @@ use crate::model::{
 use crate::provider::{OutboundDelivery, ProviderError, Retry, Sent};
 use crate::store::WriteOp;
 
+/// A send `begin_send` prepared: what the provider gets, and the records it was built from.
+struct Begun {
+    outbound: OutboundDelivery,
+    provider: String,
+    started_at: u64,
+    message: MessageRecord,
+    delivery: DeliveryRecord,
+}
+
 /// How long an in-flight delivery holds back its message's expiry sweep.
 const EXPIRY_RECHECK: Duration = Duration::from_secs(1);
 
@@ -33,10 +42,16 @@ impl Engine {
 
     /// [`Engine::deliver`] before its waiters are woken.
     async fn send_step(&self, due: u64, id: DeliveryId) -> Result<Option<bool>, EngineError> {
-        let Some(outbound) = self.retrying(|| self.begin_send(due, id)).await? else {
+        let Some(begun) = self.retrying(|| self.begin_send(due, id)).await? else {
             return Ok(None);
         };
-        let (outbound, provider_name, started_at, message) = outbound;
+        let Begun {
+            outbound,
+            provider: provider_name,
+            started_at,
+            message,
+            delivery,
+        } = begun;
         let provider = self.provider(&provider_name)?.clone();
         let timeout = provider.limits().send_timeout;
         let started = Instant::now();
@@ -63,14 +78,17 @@ impl Engine {
             }
         });
         let healthy = !matches!(&result, Err(e) if e.is_transient());
+        // The first try records over the delivery as `begin_send` read it (its version guard
+        // catches a change meanwhile); a try after a conflict reads it again.
+        let mut as_read = Some(delivery);
         let sent = match self
-            .retrying(|| self.finish_send(id, &message, started_at, result.clone()))
+            .retrying(|| self.finish_send(id, as_read.take(), &message, started_at, result.clone()))
             .await
         {
             Ok(sent) => sent,
             Err(e) => {
                 if let Ok(s) = &result {
-                    self.settle_kept_receipt_after_failure(id, &s.provider_ref)
+                    self.settle_kept_receipt_after_failure(id, &provider_name, &s.provider_ref)
                         .await;
                 }
                 return Err(e);
@@ -91,10 +109,11 @@ impl Engine {
             // If the store fails now, keep looking until it answers: that receipt has no one
             // else to find it, and the delivery would wait for its receipt timeout.
             if let Err(e) = self
-                .retrying(|| self.apply_early_receipt(id, &reference))
+                .retrying(|| self.apply_early_receipt(id, &provider_name, &reference))
                 .await
             {
-                self.settle_kept_receipt_after_failure(id, &reference).await;
+                self.settle_kept_receipt_after_failure(id, &provider_name, &reference)
+                    .await;
                 return Err(e);
             }
         }
@@ -106,9 +125,14 @@ impl Engine {
     /// COMMIT), and a receipt that came meanwhile was kept with no one left to look for it, so
     /// the delivery would wait for its receipt timeout. Looks for that receipt until the store answers (30 tries, a second apart); a
     /// verified receipt settles the delivery whether the record committed or not.
-    async fn settle_kept_receipt_after_failure(&self, id: DeliveryId, reference: &str) {
+    async fn settle_kept_receipt_after_failure(
+        &self,
+        id: DeliveryId,
+        provider: &str,
+        reference: &str,
+    ) {
         for _ in 0..30 {
-            match self.apply_early_receipt(id, reference).await {
+            match self.apply_early_receipt(id, provider, reference).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::debug!(delivery = %id, error = %e, "looking for a kept receipt failed; trying again");
@@ -121,11 +145,7 @@ impl Engine {
     /// Builds what the provider gets for a delivery due at `due`, with its provider and the
     /// send's start time; `None` if it needs no send (already final, expired now, or no
     /// longer scheduled at `due`: an outbox read older than the send that took it out).
-    async fn begin_send(
-        &self,
-        due: u64,
-        id: DeliveryId,
-    ) -> Result<Option<(OutboundDelivery, String, u64, MessageRecord)>, EngineError> {
+    async fn begin_send(&self, due: u64, id: DeliveryId) -> Result<Option<Begun>, EngineError> {
         let _guard = self.message_locks.lock(&id.message).await;
         let now = now_ms();
         let Some(mut delivery) = self.store.delivery(id).await? else {
@@ -191,24 +211,36 @@ impl Engine {
             notification: message.notification.clone().map(std::sync::Arc::new),
             idempotency_key: id.to_string(),
         };
-        Ok(Some((outbound, delivery.provider, now, message)))
+        Ok(Some(Begun {
+            outbound,
+            provider: delivery.provider.clone(),
+            started_at: now,
+            message,
+            delivery,
+        }))
     }
 
     /// Records a provider's answer: `sent`, another attempt later, or a final state. Returns
-    /// the provider's reference when it recorded `sent` (and no kept receipt settled it).
-    /// `message` is the delivery's message as `begin_send` read it (message records never
-    /// change once written).
+    /// the provider's reference when it recorded `sent`: the caller then looks for a receipt
+    /// kept before the record. `message` is the delivery's message as `begin_send` read it
+    /// (message records never change once written); `as_read` its delivery, if that read is
+    /// still the one to write over (else it is read again).
     async fn finish_send(
         &self,
         id: DeliveryId,
+        as_read: Option<DeliveryRecord>,
         message: &MessageRecord,
         started_at: u64,
         result: Result<Sent, ProviderError>,
     ) -> Result<Option<String>, EngineError> {
         let _guard = self.message_locks.lock(&id.message).await;
         let now = now_ms();
-        let Some(mut delivery) = self.store.delivery(id).await? else {
-            return Ok(None);
+        let mut delivery = match as_read {
+            Some(d) => d,
+            None => match self.store.delivery(id).await? {
+                Some(d) => d,
+                None => return Ok(None),
+            },
         };
         delivery.attempts += 1;
         let resend = (delivery.state == DeliveryState::Sent).then_some(RECEIPT_TIMEOUT);
@@ -237,24 +269,10 @@ impl Engine {
                 delivery.provider_ref = Some(sent.provider_ref.clone());
                 delivery.error = None;
                 metrics::counter!(m::DELIVERIES_TOTAL, "provider" => provider.clone(), "outcome" => "sent").increment(1);
-                // A receipt kept before this send was recorded settles it in the same write.
-                let early = self
-                    .store
-                    .early_receipt(&provider, &sent.provider_ref)
-                    .await?;
-                let settled = match early {
-                    Some(early) => {
-                        self.plan_early_receipt(message, &mut delivery, early, now, &mut ops)
-                            .await?
-                    }
-                    None => false,
-                };
-                if !settled {
-                    self.schedule_receipt_timeout(message, &mut delivery, now, &mut ops);
-                    ops.push(WriteOp::PutDelivery(delivery.clone()));
-                }
+                self.schedule_receipt_timeout(message, &mut delivery, now, &mut ops);
+                ops.push(WriteOp::PutDelivery(delivery.clone()));
                 self.write_deliveries(ops).await?;
-                return Ok((!settled).then_some(sent.provider_ref));
+                return Ok(Some(sent.provider_ref));
             }
             Err(error) if delivery.state.is_final() => {
                 tracing::debug!(delivery = %id, %error, "send failed after the delivery was settled");
@@ -354,29 +372,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies a receipt kept before the send of `id` was recorded, if one is there.
+    /// Applies a receipt `provider` sent before the send of `id` was recorded, if one was
+    /// kept.
     async fn apply_early_receipt(
         &self,
         id: DeliveryId,
+        provider: &str,
         reference: &str,
     ) -> Result<(), EngineError> {
         let _guard = self.message_locks.lock(&id.message).await;
+        // Mostly there is none: look for it before reading the records.
+        let Some(early) = self.store.early_receipt(provider, reference).await? else {
+            return Ok(());
+        };
         let (Some(mut delivery), Some(message)) = (
             self.store.delivery(id).await?,
             self.store.message(id.message).await?,
         ) else {
             return Ok(());
         };
-        if delivery.state.is_final() {
+        if delivery.state.is_final() || delivery.provider != provider {
             return Ok(());
         }
-        let Some(early) = self
-            .store
-            .early_receipt(&delivery.provider, reference)
-            .await?
-        else {
-            return Ok(());
-        };
         let mut ops = Vec::new();
         self.plan_early_receipt(&message, &mut delivery, early, now_ms(), &mut ops)
             .await?;
