@@ -127,7 +127,8 @@ impl DeliveryStore for PgStore {
 
     async fn apply_if(&self, guards: Vec<Guard>, ops: Vec<WriteOp>) -> Result<bool, StoreError> {
         let messages = MessageChanges::of(&ops);
-        let written = self.writer.write(guards, ops::plan(ops)).await?;
+        let (guards, stmts) = ops::plan_guarded(guards, ops);
+        let written = self.writer.write(guards, stmts).await?;
         if written {
             messages.apply(&self.messages);
         }

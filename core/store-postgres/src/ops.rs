@@ -2,7 +2,7 @@
 //! a job's statements go to the server together and run in order).
 
 use futures_util::future::join_all;
-use pushgate_api::model::{AliasMirror, EventRecord};
+use pushgate_api::model::{AliasMirror, DeliveryRecord, EventRecord};
 use pushgate_store::{Guard, Removable, WriteOp};
 use tokio_postgres::types::ToSql;
 
@@ -103,6 +103,64 @@ pub fn plan(ops: Vec<WriteOp>) -> Vec<Stmt> {
         plan_one(op, &mut out);
     }
     out
+}
+
+/// The statements of `ops` under `guards`, in order, and the guards left to check apart: a
+/// delivery written over the version it was read at is one statement that writes only over
+/// that version and raises otherwise (its guard and its write in one).
+pub fn plan_guarded(mut guards: Vec<Guard>, ops: Vec<WriteOp>) -> (Vec<Guard>, Vec<Stmt>) {
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            WriteOp::PutDelivery(d) => {
+                let guard = guards
+                    .iter()
+                    .position(|g| matches!(g, Guard::DeliveryVersion { id, .. } if *id == d.id));
+                match guard.map(|at| guards.remove(at)) {
+                    Some(Guard::DeliveryVersion { version, .. }) => {
+                        out.push(delivery_over(&d, version))
+                    }
+                    _ => plan_one(WriteOp::PutDelivery(d), &mut out),
+                }
+            }
+            op => plan_one(op, &mut out),
+        }
+    }
+    (guards, out)
+}
+
+/// Writes `d` if its stored version is `read_at` (0: also if there is none), else raises.
+fn delivery_over(d: &DeliveryRecord, read_at: u64) -> Stmt {
+    let (message, idx) = codec::delivery(d.id);
+    let (version, record, read_at) = (ms(d.version), codec::encode(d), ms(read_at));
+    if read_at == 0 {
+        stmt!(
+            "WITH w AS (
+                 INSERT INTO deliveries (message, idx, version, record) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (message, idx) DO UPDATE
+                 SET version = EXCLUDED.version, record = EXCLUDED.record
+                 WHERE deliveries.version = 0
+                 RETURNING 1)
+             SELECT pushgate_guard(EXISTS (SELECT 1 FROM w))",
+            message,
+            idx,
+            version,
+            record,
+        )
+    } else {
+        stmt!(
+            "WITH w AS (
+                 UPDATE deliveries SET version = $3, record = $4
+                 WHERE message = $1 AND idx = $2 AND version = $5
+                 RETURNING 1)
+             SELECT pushgate_guard(EXISTS (SELECT 1 FROM w))",
+            message,
+            idx,
+            version,
+            record,
+            read_at,
+        )
+    }
 }
 
 /// Serialises the writers of one ordering key's queue (its head is decided by what the

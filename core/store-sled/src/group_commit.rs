@@ -6,6 +6,12 @@
 //! started after the commit was called has succeeded, so every write made before `commit`
 //! is durable when it returns. Each flush runs in its own task, so a cancelled waiter never
 //! leaves a flush half done, and no task outlives the store between flushes.
+//!
+//! The optional commit window gathers writers at low rates: a commit that finds the flusher
+//! idle starts a flush that first waits for the window, and every commit arriving during
+//! that wait joins it (the flush's epoch is sealed only when it starts writing). A flush
+//! started by writers that already waited through the previous one does not wait: they
+//! gathered while it ran, so a busy store flushes back to back as without a window.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,7 +29,8 @@ pub type FlushFn =
 
 #[derive(Debug)]
 struct State {
-    /// The epoch the next flush will cover.
+    /// The epoch the next flush will cover (or the one waiting for its window covers: it
+    /// moves on when that flush starts writing).
     next_epoch: u64,
     /// Highest epoch whose flush succeeded.
     durable: u64,
@@ -79,6 +86,8 @@ impl GroupCommit {
     pub async fn commit(&self) -> Result<(), StoreError> {
         let mut rx = self.shared.done.subscribe();
         let target = self.shared.lock().next_epoch;
+        // Only a commit that finds the flusher idle on arrival waits for the window.
+        let mut arriving = true;
         loop {
             {
                 let mut s = self.shared.lock();
@@ -93,25 +102,32 @@ impl GroupCommit {
                 }
                 if !s.flushing {
                     s.flushing = true;
-                    let epoch = s.next_epoch;
-                    s.next_epoch += 1;
-                    self.spawn_flush(epoch);
+                    let pause = if arriving {
+                        self.window
+                    } else {
+                        Duration::ZERO
+                    };
+                    self.spawn_flush(s.next_epoch, pause);
                 }
             }
+            arriving = false;
             if rx.changed().await.is_err() {
                 return Err(StoreError::Backend("the store was closed".into()));
             }
         }
     }
 
-    fn spawn_flush(&self, epoch: u64) {
+    /// Flushes `epoch` after `pause`: commits that arrive until the flush starts join it.
+    fn spawn_flush(&self, epoch: u64, pause: Duration) {
         let shared = self.shared.clone();
         let flush = self.flush.clone();
-        let window = self.window;
         tokio::spawn(async move {
-            if !window.is_zero() {
-                tokio::time::sleep(window).await;
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
             }
+            // Sealed: a commit from now on needs the next flush (its writes may come after
+            // this one has read what it writes).
+            shared.lock().next_epoch = epoch + 1;
             let started = Instant::now();
             let result = flush().await;
             metrics::histogram!(m::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
@@ -166,6 +182,53 @@ mod tests {
         }
         let n = flushes.load(Ordering::SeqCst);
         assert!((1..200).contains(&n), "200 commits took {n} flushes");
+    }
+
+    /// On the runtime's paused clock: every sleep is exact, so the test reads the pauses.
+    #[tokio::test(start_paused = true)]
+    async fn commits_during_the_window_join_its_flush_and_waiters_do_not_wait_again() {
+        use tokio::time::Instant;
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let counter = flushes.clone();
+        let gc = Arc::new(GroupCommit::start(
+            Box::new(move || {
+                let counter = counter.clone();
+                Box::pin(async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    Ok(())
+                })
+            }),
+            Duration::from_millis(60),
+        ));
+        let started = Instant::now();
+        let first = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.commit().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Arrives while the first flush waits for its window: covered by it.
+        gc.commit().await.expect("commit");
+        first.await.expect("task").expect("commit");
+        assert_eq!(flushes.load(Ordering::SeqCst), 1, "one flush for both");
+        // Arrives while a flush runs: the next flush, started by the waiter without a pause.
+        let running = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.commit().await }
+        });
+        tokio::time::sleep(Duration::from_millis(75)).await;
+        assert_eq!(
+            flushes.load(Ordering::SeqCst),
+            2,
+            "flushing after its window"
+        );
+        // Waits for the running flush (15 ms left), then its own without a window (30 ms).
+        let waiter = Instant::now();
+        gc.commit().await.expect("commit");
+        running.await.expect("task").expect("commit");
+        assert_eq!(flushes.load(Ordering::SeqCst), 3);
+        assert_eq!(waiter.elapsed(), Duration::from_millis(45));
+        assert_eq!(started.elapsed(), Duration::from_millis(210));
     }
 
     #[tokio::test]
