@@ -4,10 +4,15 @@
 # 1,000,000 deliveries by default, answers 429 past it: wrk counts those as non-2xx); prints
 # the deliveries queued and the gateway's RSS at the end of the load and at rest. With
 # DRAIN=1 it then restarts the gateway unpaced (no webhooks) and times the drain.
-# Usage: [CACHE_MB=256] [DRAIN=1] examples/wrk/backlog.sh [seconds] [gateway binary]
+# CACHE_MB sets the sled page cache (default 128, the gateway's own default); INBOX_LIMIT the
+# mock's in-memory inbox per device (default 1000, the mock's: 100 devices × 1,000 messages
+# are held in the gateway's memory once drained); EVENT_LOG=0 turns the event log off (each
+# delivered message logs its event for the event stream's retention).
+# Usage: [CACHE_MB=128] [INBOX_LIMIT=1000] [EVENT_LOG=0] [DRAIN=1] examples/wrk/backlog.sh [seconds] [gateway binary]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=${1:-75}; bin=${2:-./target/release/pushgate}; cache_mb=${CACHE_MB:-256}
+secs=${1:-75}; bin=${2:-./target/release/pushgate}; cache_mb=${CACHE_MB:-128}; inbox_limit=${INBOX_LIMIT:-1000}
+retention=3600; [ "${EVENT_LOG:-1}" = 0 ] && retention=0
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
 [ -x "$bin" ] || cargo build --release -q --bin pushgate
 dir=$(mktemp -d); out="$dir/out.txt"
@@ -21,9 +26,13 @@ cache_capacity_mb = $cache_mb
 [log]
 level = "warn"
 
+[event_stream]
+retention_seconds = $retention
+
 [[providers]]
 name = "mock"
 kind = "mock"
+inbox_limit = $inbox_limit
 qps = 1
 
 [[apps]]

@@ -212,15 +212,19 @@ pub async fn run_provider(
             tasks.spawn(async move {
                 let probing = breaker.state() != CircuitState::Closed;
                 match engine.deliver(due, id).await {
+                    // The recorded outcome took the claimed entry out, and the claim with it.
                     Ok(Some(healthy)) => breaker.record(healthy, std::time::Instant::now()),
-                    Ok(None) => breaker.release_probe(),
+                    Ok(None) => {
+                        breaker.release_probe();
+                        engine.release_claim(id).await;
+                    }
                     Err(e) => {
                         breaker.release_probe();
                         tracing::error!(delivery = %id, error = %e, "delivery step failed; it stays queued");
                         tokio::time::sleep(ERROR_PAUSE).await;
+                        engine.release_claim(id).await;
                     }
                 }
-                engine.release_claim(id).await;
                 // A freed permit matters to a dispatcher that ran out of them, or that waits
                 // for a probe's outcome; new and retried work wakes it by itself.
                 let wanted = permits.available_permits() == 0

@@ -232,10 +232,11 @@ pub async fn run_events(
                 };
                 for (event, result) in calls.into_iter().zip(results) {
                     let id = event.id;
+                    // A recorded result took the event out, and its claim with it.
                     if let Err(e) = engine.finish_event(event, result, &retry).await {
                         tracing::error!(event = %id, error = %e, "recording a webhook result failed");
+                        engine.release_event_claim(id).await;
                     }
-                    engine.release_event_claim(id).await;
                 }
                 // A freed permit matters to a worker that ran out of them; new and retried
                 // events wake it by themselves.

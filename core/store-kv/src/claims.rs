@@ -67,6 +67,21 @@ impl<T: Copy + Eq + Hash> Claims<T> {
         }
     }
 
+    /// Ends every claim on `items`, whoever holds it (their entries were taken out).
+    pub fn end<'a>(&self, items: impl IntoIterator<Item = &'a T>)
+    where
+        T: 'a,
+    {
+        let mut items = items.into_iter().peekable();
+        if items.peek().is_none() {
+            return;
+        }
+        let mut claims = self.lock();
+        for item in items {
+            claims.remove(item);
+        }
+    }
+
     /// Whether a live lease holds `item` at `now`.
     pub fn is_held(&self, item: &T, now: u64) -> bool {
         self.lock().get(item).is_some_and(|l| l.live(now))

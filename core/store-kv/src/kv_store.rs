@@ -26,6 +26,29 @@ use pushgate_api::model::{
     MessageId, MessageRecord, Receipt, UpstreamRecord,
 };
 
+/// The deliveries and events whose outbox entries a write takes out.
+struct EndedClaims {
+    deliveries: Vec<DeliveryId>,
+    events: Vec<MessageId>,
+}
+
+impl EndedClaims {
+    fn of(ops: &[WriteOp]) -> Self {
+        let mut ended = EndedClaims {
+            deliveries: Vec::new(),
+            events: Vec::new(),
+        };
+        for op in ops {
+            match op {
+                WriteOp::Unschedule { id, .. } => ended.deliveries.push(*id),
+                WriteOp::DeleteEvent { id, .. } => ended.events.push(*id),
+                _ => {}
+            }
+        }
+        ended
+    }
+}
+
 /// The [`pushgate_store::Store`] over the key-value engine `K`.
 pub struct KvStore<K: Kv> {
     kv: K,
@@ -300,6 +323,13 @@ impl<K: Kv> KvStore<K> {
     }
 
     /// Writes a planned batch and counts its outbox changes.
+    /// Ends the claims on the entries a write took out (the store contract: `Unschedule` and
+    /// `DeleteEvent` end them, as the row going does on PostgreSQL).
+    fn end_claims(&self, ended: EndedClaims) {
+        self.delivery_claims.end(&ended.deliveries);
+        self.event_claims.end(&ended.events);
+    }
+
     fn write_planned(&self, batch: Writes, depth_changes: DepthChanges) -> Result<(), StoreError> {
         self.write(batch)?;
         if !depth_changes.is_empty() {
@@ -601,9 +631,12 @@ impl<K: Kv> IdentityStore for KvStore<K> {
 impl<K: Kv> DeliveryStore for KvStore<K> {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         let _guard = reads_what_it_changes(&ops).then(|| self.lock_identity());
+        let ended = EndedClaims::of(&ops);
         let mut batch = Writes::default();
         let depth_changes = self.plan(ops, &mut batch)?;
-        self.write_planned(batch, depth_changes)
+        self.write_planned(batch, depth_changes)?;
+        self.end_claims(ended);
+        Ok(())
     }
 
     async fn commit(&self) -> Result<(), StoreError> {
@@ -887,6 +920,7 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
 
     async fn apply_if(&self, guards: Vec<Guard>, ops: Vec<WriteOp>) -> Result<bool, StoreError> {
         // Records are encoded before taking the lock, unless planning reads the store.
+        let ended = EndedClaims::of(&ops);
         let mut batch = Writes::default();
         let (planned, later) = if reads_what_it_changes(&ops) {
             (None, Some(ops))
@@ -905,6 +939,7 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
             (None, None) => Vec::new(),
         };
         self.write_planned(batch, depth_changes)?;
+        self.end_claims(ended);
         Ok(true)
     }
 
@@ -1069,6 +1104,94 @@ mod tests {
             .apply(vec![WriteOp::EnqueueOrdered(no_key)])
             .await
             .is_err());
+    }
+
+    /// A recorded outcome takes the claimed entry out, and the claim goes with it (as the
+    /// row going does on PostgreSQL): a retry written with it is claimable at once, with no
+    /// release.
+    #[tokio::test]
+    async fn taking_an_entry_out_ends_its_claim() {
+        let store = open();
+        let id = DeliveryId {
+            message: MessageId::generate(),
+            index: 0,
+        };
+        let schedule = |due| WriteOp::Schedule {
+            provider: "p".into(),
+            due,
+            id,
+            app: "demo".into(),
+        };
+        store.apply(vec![schedule(1)]).await.expect("schedule");
+        let lease = |owner: &str| Lease {
+            owner: owner.into(),
+            until: 1_000,
+        };
+        let claimed = store.claim_due("p", 0, 10, 10, &lease("a")).await;
+        assert_eq!(claimed.expect("claim"), vec![(1, id)]);
+        store.apply(vec![schedule(2)]).await.expect("schedule");
+        assert!(
+            store
+                .claim_due("p", 0, 10, 10, &lease("b"))
+                .await
+                .expect("claim")
+                .is_empty(),
+            "held while its entry is there"
+        );
+        store
+            .apply(vec![WriteOp::Unschedule {
+                provider: "p".into(),
+                due: 1,
+                id,
+            }])
+            .await
+            .expect("unschedule");
+        assert!(!store.claimed(id, 10).await.expect("claimed"));
+        let claimed = store.claim_due("p", 0, 10, 10, &lease("b")).await;
+        assert_eq!(claimed.expect("claim"), vec![(2, id)]);
+
+        let event = EventRecord {
+            id: MessageId::generate(),
+            app: "demo".into(),
+            kind: pushgate_api::model::EventKind::MessageDelivered,
+            created_at: 1,
+            data: serde_json::Value::Null,
+            attempts: 0,
+            next_attempt_at: 1,
+            ordering_key: None,
+        };
+        store
+            .apply(vec![WriteOp::PutEvent(event.clone())])
+            .await
+            .expect("put");
+        assert_eq!(
+            store
+                .claim_events(0, 10, 10, &lease("a"))
+                .await
+                .expect("claim")
+                .len(),
+            1
+        );
+        let mut retry = event.clone();
+        retry.next_attempt_at = 3;
+        store
+            .apply(vec![
+                WriteOp::DeleteEvent {
+                    due: 1,
+                    id: event.id,
+                },
+                WriteOp::PutEvent(retry),
+            ])
+            .await
+            .expect("reschedule");
+        let again = store
+            .claim_events(0, 10, 10, &lease("b"))
+            .await
+            .expect("claim");
+        assert_eq!(
+            again.iter().map(|e| e.next_attempt_at).collect::<Vec<_>>(),
+            vec![3]
+        );
     }
 
     #[tokio::test]

@@ -258,8 +258,23 @@ async fn a_delivery_is_written_only_over_the_version_it_was_read_at() {
                 .expect("apply_if")
         }
     };
+    record.version = 6;
+    assert!(
+        !put(&record, 5).await,
+        "over a version of a delivery that is not there"
+    );
+    assert_eq!(stores[0].delivery(id).await.expect("read"), None);
+    // Written at version 0 unguarded (as an accept does), then over 0.
+    record.version = 0;
+    stores[0]
+        .apply(vec![WriteOp::PutDelivery(record.clone())])
+        .await
+        .expect("put");
     record.version = 1;
-    assert!(put(&record, 0).await, "new");
+    assert!(
+        put(&record, 0).await,
+        "over the version 0 it was written at"
+    );
     assert!(!put(&record, 0).await, "stale: stored at 1");
     // Two nodes write over version 1 at once: one wins.
     record.version = 2;

@@ -176,7 +176,8 @@ pub enum WriteOp {
         id: DeliveryId,
         app: String,
     },
-    /// Takes an outbox entry out (it must exist: the engine knows its `due`).
+    /// Takes an outbox entry out (it must exist: the engine knows its `due`), and with it
+    /// any claim on the delivery.
     Unschedule {
         provider: String,
         due: u64,
@@ -222,6 +223,7 @@ pub enum WriteOp {
     },
     /// Adds or replaces an event, keyed by its `next_attempt_at`.
     PutEvent(EventRecord),
+    /// Takes an event out, and with it any claim on it.
     DeleteEvent {
         due: u64,
         id: MessageId,
@@ -326,7 +328,8 @@ pub trait DeliveryStore: Send + Sync {
         lease: &Lease,
     ) -> Result<Vec<(u64, DeliveryId)>, StoreError>;
 
-    /// Ends `owner`'s claim on a delivery (its outcome is recorded, or it needed no send).
+    /// Ends `owner`'s claim on a delivery that needed no send, or whose outcome could not be
+    /// recorded (a recorded outcome took the claimed entry out, which ended the claim).
     async fn release(&self, id: DeliveryId, owner: &str) -> Result<(), StoreError>;
 
     /// Whether a live lease (at `now`) holds the delivery: a send of it is under way.
@@ -413,7 +416,8 @@ pub trait DeliveryStore: Send + Sync {
         lease: &Lease,
     ) -> Result<Vec<EventRecord>, StoreError>;
 
-    /// Ends `owner`'s claim on an event.
+    /// Ends `owner`'s claim on an event whose outcome could not be recorded (a recorded one
+    /// took the event out, which ended the claim).
     async fn release_event(&self, id: MessageId, owner: &str) -> Result<(), StoreError>;
 
     /// The earliest due time in the event outbox.
