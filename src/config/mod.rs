@@ -69,7 +69,8 @@ pub struct ServerConfig {
     pub max_callback_bytes: usize,
     /// How long a graceful shutdown may take before in-flight work is abandoned to the outbox.
     pub shutdown_grace_ms: u64,
-    /// Pause before each group-commit flush to gather more writers (0: none).
+    /// How long a commit that finds the store idle waits for others to share its flush (0:
+    /// none; a flush started by writers that waited through the previous one never waits).
     pub commit_window_ms: u64,
     /// sled's page cache, in MiB.
     pub cache_capacity_mb: u64,
@@ -88,7 +89,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             max_callback_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
-            commit_window_ms: 0,
+            commit_window_ms: 1,
             cache_capacity_mb: 128,
             header_read_timeout_ms: 10_000,
             device_ack_rps: 1000,

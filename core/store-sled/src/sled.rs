@@ -25,7 +25,9 @@ pub struct SledOptions {
     pub path: PathBuf,
     /// sled's page cache size in bytes.
     pub cache_capacity: u64,
-    /// Pause before each group commit to gather more writers (zero: none).
+    /// How long a commit that finds the store idle waits for other writers to share its
+    /// flush (zero: none); a flush started by writers that waited through the last one does
+    /// not wait.
     pub commit_window: Duration,
     /// How often journaled changes are applied to sled (changes that cancel out meanwhile
     /// never reach it).
