@@ -7,8 +7,9 @@
 # CACHE_MB sets the sled page cache (default 128, the gateway's own default); INBOX_LIMIT the
 # mock's in-memory inbox per device (default 1000, the mock's: 100 devices × 1,000 messages
 # are held in the gateway's memory once drained); EVENT_LOG=0 turns the event log off (each
-# delivered message logs its event for the event stream's retention).
-# Usage: [CACHE_MB=128] [INBOX_LIMIT=1000] [EVENT_LOG=0] [DRAIN=1] examples/wrk/backlog.sh [seconds] [gateway binary]
+# delivered message logs its event for the event stream's retention); COMMIT_WINDOW_MS sets
+# [server] commit_window_ms (default: the gateway's).
+# Usage: [CACHE_MB=128] [INBOX_LIMIT=1000] [EVENT_LOG=0] [COMMIT_WINDOW_MS=1] [DRAIN=1] examples/wrk/backlog.sh [seconds] [gateway binary]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-75}; bin=${2:-./target/release/pushgate}; cache_mb=${CACHE_MB:-128}; inbox_limit=${INBOX_LIMIT:-1000}
@@ -22,6 +23,7 @@ cat >"$dir/pushgate.toml" <<TOML
 listen = "127.0.0.1:0"
 data_dir = "$dir/data"
 cache_capacity_mb = $cache_mb
+${COMMIT_WINDOW_MS:+commit_window_ms = $COMMIT_WINDOW_MS}
 
 [log]
 level = "warn"

@@ -9,19 +9,24 @@
 //!
 //! The optional commit window gathers writers at low rates: a commit that finds the flusher
 //! idle starts a flush that first waits for the window, and every commit arriving during
-//! that wait joins it (the flush's epoch is sealed only when it starts writing). A flush
-//! started by writers that already waited through the previous one does not wait: they
-//! gathered while it ran, so a busy store flushes back to back as without a window.
+//! that wait joins it (the flush's epoch is sealed only when it starts writing). Where
+//! writers gather by themselves there is no wait: not for a flush started by writers that
+//! waited through the previous one, nor after a flush that covered [`GATHERED`] commits or
+//! more (many writers in step: they all arrive just after the flush that answered them);
+//! and a wait ends as soon as that many have joined.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use pushgate_engine::error::StoreError;
 use pushgate_engine::metrics as m;
+
+/// Commits covered by the last flush from which writers are taken to gather by themselves.
+const GATHERED: usize = 4;
 
 /// A boxed flush operation of the backend.
 pub type FlushFn =
@@ -37,6 +42,11 @@ struct State {
     /// Highest epoch whose flush finished, well or not.
     attempted: u64,
     flushing: bool,
+    /// A flush is waiting for its window.
+    pausing: bool,
+    /// Commits waiting for `next_epoch`, and how many the last sealed epoch had.
+    joined: usize,
+    last_joined: usize,
     last_error: Option<String>,
 }
 
@@ -44,6 +54,8 @@ struct Shared {
     state: Mutex<State>,
     /// Bumped after every flush, to wake waiters.
     done: watch::Sender<u64>,
+    /// Ends a flush's window early: enough commits have joined.
+    gathered: Notify,
 }
 
 impl Shared {
@@ -73,9 +85,13 @@ impl GroupCommit {
                     durable: 0,
                     attempted: 0,
                     flushing: false,
+                    pausing: false,
+                    joined: 0,
+                    last_joined: 0,
                     last_error: None,
                 }),
                 done,
+                gathered: Notify::new(),
             }),
             flush: Arc::new(flush),
             window,
@@ -85,8 +101,15 @@ impl GroupCommit {
     /// Waits until every write made before this call is flushed to disk.
     pub async fn commit(&self) -> Result<(), StoreError> {
         let mut rx = self.shared.done.subscribe();
-        let target = self.shared.lock().next_epoch;
-        // Only a commit that finds the flusher idle on arrival waits for the window.
+        let (target, gathered) = {
+            let mut s = self.shared.lock();
+            s.joined += 1;
+            (s.next_epoch, s.pausing && s.joined >= GATHERED)
+        };
+        if gathered {
+            self.shared.gathered.notify_one();
+        }
+        // Only a commit that finds the flusher idle on arrival may wait for the window.
         let mut arriving = true;
         loop {
             {
@@ -102,11 +125,12 @@ impl GroupCommit {
                 }
                 if !s.flushing {
                     s.flushing = true;
-                    let pause = if arriving {
+                    let pause = if arriving && s.last_joined < GATHERED {
                         self.window
                     } else {
                         Duration::ZERO
                     };
+                    s.pausing = !pause.is_zero();
                     self.spawn_flush(s.next_epoch, pause);
                 }
             }
@@ -123,11 +147,19 @@ impl GroupCommit {
         let flush = self.flush.clone();
         tokio::spawn(async move {
             if !pause.is_zero() {
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shared.gathered.notified() => {}
+                }
             }
             // Sealed: a commit from now on needs the next flush (its writes may come after
             // this one has read what it writes).
-            shared.lock().next_epoch = epoch + 1;
+            {
+                let mut s = shared.lock();
+                s.next_epoch = epoch + 1;
+                s.pausing = false;
+                s.last_joined = std::mem::take(&mut s.joined);
+            }
             let started = Instant::now();
             let result = flush().await;
             metrics::histogram!(m::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
@@ -229,6 +261,30 @@ mod tests {
         assert_eq!(flushes.load(Ordering::SeqCst), 3);
         assert_eq!(waiter.elapsed(), Duration::from_millis(45));
         assert_eq!(started.elapsed(), Duration::from_millis(210));
+        // Writers in step: the window ends once enough have joined, and the flush that
+        // covered many is followed by one without a wait.
+        let together = Instant::now();
+        let many: Vec<_> = (0..GATHERED)
+            .map(|_| {
+                let gc = gc.clone();
+                tokio::spawn(async move { gc.commit().await })
+            })
+            .collect();
+        for t in many {
+            t.await.expect("task").expect("commit");
+        }
+        assert_eq!(
+            together.elapsed(),
+            Duration::from_millis(30),
+            "the window ended early"
+        );
+        let next = Instant::now();
+        gc.commit().await.expect("commit");
+        assert_eq!(
+            next.elapsed(),
+            Duration::from_millis(30),
+            "no window after a full flush"
+        );
     }
 
     #[tokio::test]
