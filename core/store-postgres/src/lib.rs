@@ -18,6 +18,9 @@
 //!   different nodes keep the device limit.
 //! - Message records, which never change once written, are kept for a while by the node
 //!   that wrote or read them ([`messages`]): the send and receipt steps do not read them again.
+//! - The queue tables (outbox, events) are vacuumed every second
+//!   ([`vacuum`]): their claims scan by time, and rows deleted since the last vacuum slow
+//!   them down.
 //! - The schema is migrated at open under a transaction-level advisory lock ([`migrate`]).
 
 mod availability;
@@ -29,6 +32,7 @@ mod identity;
 mod messages;
 pub mod migrate;
 mod ops;
+mod vacuum;
 mod writer;
 
 use std::sync::Arc;
@@ -119,6 +123,7 @@ pub async fn open(options: &PgOptions) -> Result<PgStore, StoreError> {
     migrate::run(&pool).await?;
     let availability = Arc::new(Availability::default());
     availability.watch(pool.clone());
+    vacuum::start(pool.clone(), &availability);
     // Half the pool writes (each writer holds one connection per group); the rest reads.
     let writers = (pool_size / 2).clamp(1, 8);
     let writer = Writer::start(pool.clone(), writers, availability.clone());

@@ -360,6 +360,38 @@ async fn a_failing_guard_among_writes_sent_together_fails_only_its_own() {
     assert_eq!(timers.len(), results.iter().filter(|w| **w).count());
 }
 
+/// The queue tables are vacuumed by the nodes themselves (claims scan them by time, and
+/// autovacuum comes by once a minute at most).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_vacuums_the_queue_tables() {
+    let (url, _stores) = nodes(1).await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Statistics reach the view a moment after the vacuum.
+        let vacuumed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_user_tables
+                 WHERE relname IN ('outbox', 'events') AND last_vacuum IS NOT NULL",
+                &[],
+            )
+            .await
+            .expect("stats")
+            .get(0);
+        if vacuumed == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outbox and events not vacuumed within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// A node keeps the message records it wrote; another node reads them from the database,
 /// and a deletion on the writing node is seen there at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
