@@ -2,8 +2,9 @@
 //! and their claims scan by time from the oldest row, through every row deleted since the
 //! table was last vacuumed. Autovacuum looks at a table once a
 //! minute at most (`autovacuum_naptime`), so at a few hundred messages a second a claim read
-//! thousands of dead index entries. Each node vacuums those tables every second (skipping a
-//! table another node is vacuuming), so claims read live rows and little else.
+//! thousands of dead index entries. Each node looks every second and vacuums a table that
+//! holds [`DEAD_ROWS`] dead rows or more (skipping one another node is vacuuming; the count
+//! drops with the vacuum, so nodes do not repeat it), so claims read live rows and little else.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -12,12 +13,20 @@ use deadpool_postgres::Pool;
 
 use crate::availability::Availability;
 
-/// How often the queue tables are vacuumed.
+/// How often the queue tables are looked at.
 const EVERY: Duration = Duration::from_secs(1);
 
-const VACUUM: &str = "VACUUM (SKIP_LOCKED, TRUNCATE false) outbox, events";
+/// Dead rows from which a queue table is vacuumed.
+const DEAD_ROWS: i64 = 1000;
 
-/// Vacuums the queue tables every second while the store lives.
+/// The queue tables and how each is vacuumed (no truncation: it would wait for, then block,
+/// every claim and insert on the table).
+const TABLES: &[(&str, &str)] = &[
+    ("outbox", "VACUUM (SKIP_LOCKED, TRUNCATE false) outbox"),
+    ("events", "VACUUM (SKIP_LOCKED, TRUNCATE false) events"),
+];
+
+/// Looks at the queue tables every second while the store lives.
 pub fn start(pool: Pool, availability: &Arc<Availability>) {
     let alive: Weak<Availability> = Arc::downgrade(availability);
     tokio::spawn(async move {
@@ -29,10 +38,24 @@ pub fn start(pool: Pool, availability: &Arc<Availability>) {
             }
             let run = async {
                 let client = pool.get().await.map_err(crate::error::pool)?;
-                client
-                    .simple_query(VACUUM)
+                let dead = client
+                    .query(
+                        "SELECT relname::text FROM pg_stat_user_tables
+                         WHERE relname IN ('outbox', 'events') AND n_dead_tup >= $1",
+                        &[&DEAD_ROWS],
+                    )
                     .await
-                    .map_err(|e| crate::error::query(&e))
+                    .map_err(|e| crate::error::query(&e))?;
+                for row in dead {
+                    let name: &str = row.get(0);
+                    if let Some((_, vacuum)) = TABLES.iter().find(|(table, _)| *table == name) {
+                        client
+                            .simple_query(vacuum)
+                            .await
+                            .map_err(|e| crate::error::query(&e))?;
+                    }
+                }
+                Ok::<(), pushgate_api::error::StoreError>(())
             };
             match tokio::time::timeout(EVERY * 10, run).await {
                 Ok(Ok(_)) => warned = false,
