@@ -98,19 +98,22 @@ pub fn guard(guard: &Guard) -> Stmt {
 
 /// The statements of `ops`, in order.
 pub fn plan(ops: Vec<WriteOp>) -> Vec<Stmt> {
-    let mut out = Vec::with_capacity(ops.len());
-    for op in ops {
-        plan_one(op, &mut out);
-    }
-    out
+    plan_guarded(Vec::new(), ops).1
 }
 
 /// The statements of `ops` under `guards`, in order, and the guards left to check apart: a
 /// delivery written over the version it was read at is one statement that writes only over
-/// that version and raises otherwise (its guard and its write in one).
+/// that version and raises otherwise (its guard and its write in one). Pairs of ops that one
+/// statement does (see [`pair`]) are planned as one.
 pub fn plan_guarded(mut guards: Vec<Guard>, ops: Vec<WriteOp>) -> (Vec<Guard>, Vec<Stmt>) {
     let mut out = Vec::with_capacity(ops.len());
-    for op in ops {
+    let mut ops = ops.into_iter().peekable();
+    while let Some(op) = ops.next() {
+        if let Some(both) = pair(&op, ops.peek()) {
+            ops.next();
+            out.push(both);
+            continue;
+        }
         match op {
             WriteOp::PutDelivery(d) => {
                 let guard = guards
@@ -127,6 +130,57 @@ pub fn plan_guarded(mut guards: Vec<Guard>, ops: Vec<WriteOp>) -> (Vec<Guard>, V
         }
     }
     (guards, out)
+}
+
+/// One statement for two ops in a row that often come together: an event logged and queued
+/// for its webhook, and a delivery's outbox entry moved to another time (a send recorded and
+/// its receipt timeout scheduled).
+fn pair(first: &WriteOp, next: Option<&WriteOp>) -> Option<Stmt> {
+    match (first, next?) {
+        (WriteOp::LogEvent(logged), WriteOp::PutEvent(queued)) if logged == queued => {
+            let e = queued;
+            Some(stmt!(
+                "WITH logged AS (
+                     INSERT INTO event_log (app, id, created_at, record) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (app, id) DO NOTHING)
+                 INSERT INTO events (due, id, record) VALUES ($5, $2, $4)
+                 ON CONFLICT (due, id) DO UPDATE SET record = EXCLUDED.record",
+                e.app.clone(),
+                codec::id(e.id),
+                ms(e.id.0.timestamp_ms()),
+                codec::encode(e),
+                ms(e.next_attempt_at),
+            ))
+        }
+        // Different times: the DELETE and the INSERT touch different rows (one statement's
+        // parts do not see each other's changes).
+        (
+            WriteOp::Unschedule { provider, due, id },
+            WriteOp::Schedule {
+                provider: to,
+                due: at,
+                id: same,
+                app,
+            },
+        ) if id == same && due != at => {
+            let (message, idx) = codec::delivery(*id);
+            Some(stmt!(
+                "WITH gone AS (
+                     DELETE FROM outbox
+                     WHERE provider = $1 AND due = $2 AND message = $3 AND idx = $4)
+                 INSERT INTO outbox (provider, due, message, idx, app) VALUES ($5, $6, $3, $4, $7)
+                 ON CONFLICT (provider, due, message, idx) DO UPDATE SET app = EXCLUDED.app",
+                provider.clone(),
+                ms(*due),
+                message,
+                idx,
+                to.clone(),
+                ms(*at),
+                app.clone(),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Writes `d` if its stored version is `read_at` (0: also if there is none), else raises.

@@ -419,6 +419,53 @@ async fn a_node_vacuums_the_queue_tables_once_they_hold_dead_rows() {
     }
 }
 
+/// Ops the store writes as one statement (an entry moved to another time; an event logged
+/// and queued) come out as the two ops would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paired_ops_write_what_each_would() {
+    let (_url, stores) = nodes(1).await;
+    let store = &stores[0];
+    let id = delivery_id(0);
+    let schedule = |due| WriteOp::Schedule {
+        provider: "p".into(),
+        due,
+        id,
+        app: "a".into(),
+    };
+    store.apply(vec![schedule(5)]).await.expect("schedule");
+    store
+        .apply(vec![
+            WriteOp::Unschedule {
+                provider: "p".into(),
+                due: 5,
+                id,
+            },
+            schedule(7),
+        ])
+        .await
+        .expect("move");
+    let due = store
+        .claim_due("p", 0, 100, 10, &lease("n0", 1000))
+        .await
+        .expect("claim");
+    assert_eq!(due, vec![(7, id)], "only the moved entry");
+    let e = event(None, 3);
+    store
+        .apply(vec![
+            WriteOp::LogEvent(e.clone()),
+            WriteOp::PutEvent(e.clone()),
+        ])
+        .await
+        .expect("event");
+    let logged = store.logged_events("app", None, 10).await.expect("log");
+    assert_eq!(logged.iter().map(|l| l.id).collect::<Vec<_>>(), vec![e.id]);
+    let queued = store
+        .claim_events(0, 10, 10, &lease("n0", 1000))
+        .await
+        .expect("claim");
+    assert_eq!(queued, vec![e]);
+}
+
 /// A node keeps the message records it wrote; another node reads them from the database,
 /// and a deletion on the writing node is seen there at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
