@@ -189,19 +189,24 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A flush that counts its starts in `flushes` and takes `takes`.
+    fn counting(flushes: &Arc<AtomicUsize>, takes: Duration) -> FlushFn {
+        let counter = flushes.clone();
+        Box::new(move || {
+            let counter = counter.clone();
+            Box::pin(async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(takes).await;
+                Ok(())
+            })
+        })
+    }
+
     #[tokio::test]
     async fn concurrent_commits_share_flushes() {
         let flushes = Arc::new(AtomicUsize::new(0));
-        let counter = flushes.clone();
         let gc = Arc::new(GroupCommit::start(
-            Box::new(move || {
-                let counter = counter.clone();
-                Box::pin(async move {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                })
-            }),
+            counting(&flushes, Duration::from_millis(5)),
             Duration::ZERO,
         ));
         let mut tasks = Vec::new();
@@ -221,16 +226,8 @@ mod tests {
     async fn commits_during_the_window_join_its_flush_and_waiters_do_not_wait_again() {
         use tokio::time::Instant;
         let flushes = Arc::new(AtomicUsize::new(0));
-        let counter = flushes.clone();
         let gc = Arc::new(GroupCommit::start(
-            Box::new(move || {
-                let counter = counter.clone();
-                Box::pin(async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                    Ok(())
-                })
-            }),
+            counting(&flushes, Duration::from_millis(30)),
             Duration::from_millis(60),
         ));
         let started = Instant::now();
