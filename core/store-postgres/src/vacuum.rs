@@ -19,12 +19,8 @@ const EVERY: Duration = Duration::from_secs(1);
 /// Dead rows from which a queue table is vacuumed.
 const DEAD_ROWS: i64 = 1000;
 
-/// The queue tables and how each is vacuumed (no truncation: it would wait for, then block,
-/// every claim and insert on the table).
-const TABLES: &[(&str, &str)] = &[
-    ("outbox", "VACUUM (SKIP_LOCKED, TRUNCATE false) outbox"),
-    ("events", "VACUUM (SKIP_LOCKED, TRUNCATE false) events"),
-];
+/// The queue tables.
+const TABLES: [&str; 2] = ["outbox", "events"];
 
 /// Looks at the queue tables every second while the store lives.
 pub fn start(pool: Pool, availability: &Arc<Availability>) {
@@ -41,16 +37,18 @@ pub fn start(pool: Pool, availability: &Arc<Availability>) {
                 let dead = client
                     .query(
                         "SELECT relname::text FROM pg_stat_user_tables
-                         WHERE relname IN ('outbox', 'events') AND n_dead_tup >= $1",
-                        &[&DEAD_ROWS],
+                         WHERE relname = ANY($1) AND n_dead_tup >= $2",
+                        &[&&TABLES[..], &DEAD_ROWS],
                     )
                     .await
                     .map_err(|e| crate::error::query(&e))?;
                 for row in dead {
                     let name: &str = row.get(0);
-                    if let Some((_, vacuum)) = TABLES.iter().find(|(table, _)| *table == name) {
+                    // Only a name of ours goes into the statement. No truncation: it would
+                    // wait for, then block, every claim and insert on the table.
+                    if let Some(table) = TABLES.iter().find(|t| **t == name) {
                         client
-                            .simple_query(vacuum)
+                            .simple_query(&format!("VACUUM (SKIP_LOCKED, TRUNCATE false) {table}"))
                             .await
                             .map_err(|e| crate::error::query(&e))?;
                     }

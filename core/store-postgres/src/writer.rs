@@ -111,21 +111,18 @@ async fn commit_group(pool: &Pool, group: Vec<Job>, availability: &Availability)
                 let _ = job.reply.send(Err(error.clone()));
             }
         }
-        Err(e) if group.len() == 1 => {
-            availability.up();
-            let result = match alone_outcome(&e) {
-                Some(result) => result,
-                None => run_alone(&client, &group[0]).await,
-            };
-            for job in group {
-                let _ = job.reply.send(result.clone());
-            }
-        }
         Err(e) => {
             availability.up();
-            tracing::debug!(error = %e, jobs = group.len(), "a grouped write failed; writing its jobs one by one");
+            // A lone job's failure is its answer (or a race to run again); a group's jobs run
+            // again one by one.
+            let mut failed_alone = if group.len() == 1 {
+                Some(e)
+            } else {
+                tracing::debug!(error = %e, jobs = group.len(), "a grouped write failed; writing its jobs one by one");
+                None
+            };
             for job in group {
-                let result = run_alone(&client, &job).await;
+                let result = run_alone(&client, &job, failed_alone.take()).await;
                 let _ = job.reply.send(result);
             }
         }
@@ -176,13 +173,21 @@ fn alone_outcome(e: &tokio_postgres::Error) -> Option<Result<bool, StoreError>> 
 }
 
 /// One job in its own transaction, again while it loses races; `false` if a guard failed.
-async fn run_alone(client: &deadpool_postgres::Object, job: &Job) -> Result<bool, StoreError> {
+/// `failed`: how its first transaction already failed, if it ran alone.
+async fn run_alone(
+    client: &deadpool_postgres::Object,
+    job: &Job,
+    mut failed: Option<tokio_postgres::Error>,
+) -> Result<bool, StoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let e = match transaction(client, std::slice::from_ref(job)).await {
-            Ok(()) => return Ok(true),
-            Err(e) => e,
+        let e = match failed.take() {
+            Some(e) => e,
+            None => match transaction(client, std::slice::from_ref(job)).await {
+                Ok(()) => return Ok(true),
+                Err(e) => e,
+            },
         };
         match alone_outcome(&e) {
             None if attempt < ALONE_ATTEMPTS => {
