@@ -3,25 +3,26 @@
 //!
 //! | prefix | key                                   | value                     |
 //! |--------|---------------------------------------|---------------------------|
-//! | `A`    | app 0 alias                           | AliasRecord (JSON)        |
+//! | `A`    | app 0 alias                           | AliasRecord (binary)      |
 //! | `D`    | app 0 provider 0 cid                  | alias (UTF-8)             |
-//! | `M`    | message id (16)                       | MessageRecord (JSON)      |
-//! | `V`    | message id (16) index (2)             | DeliveryRecord (JSON)     |
+//! | `M`    | message id (16)                       | MessageRecord             |
+//! | `V`    | message id (16) index (2)             | DeliveryRecord            |
 //! | `O`    | provider 0 due ms (8) delivery id (18)| empty: the outbox         |
 //! | `R`    | provider 0 provider reference         | delivery id (18)          |
-//! | `I`    | app 0 request id                      | IdempotencyEntry (JSON)   |
+//! | `I`    | app 0 request id                      | IdempotencyEntry          |
 //! | `X`    | expires ms (8) message id (16)        | empty: TTL index          |
-//! | `E`    | due ms (8) event id (16)              | EventRecord (JSON)        |
-//! | `P`    | provider 0 provider reference         | Receipt (JSON): early one |
-//! | `U`    | provider 0 upstream msgid             | UpstreamRecord (JSON)     |
-//! | `Q`    | ordering key 0 event id (16)          | EventRecord (JSON): queue |
+//! | `E`    | due ms (8) event id (16)              | EventRecord               |
+//! | `P`    | provider 0 provider reference         | Receipt: early one        |
+//! | `U`    | provider 0 upstream msgid             | UpstreamRecord            |
+//! | `Q`    | ordering key 0 event id (16)          | EventRecord: queue        |
 //! | `Z`    | at ms (8) id (16)                     | key to remove (retention) |
-//! | `L`    | due ms (8) mirror id (16)             | AliasMirror (JSON)        |
+//! | `L`    | due ms (8) mirror id (16)             | AliasMirror               |
 //! | `K`    | provider 0 app 0 cid                  | due (8) mirror id (16)    |
-//! | `G`    | provider 0 cid                        | at ms (JSON): device gone |
-//! | `S`    | app 0 event id (16)                   | EventRecord (JSON): log   |
+//! | `G`    | provider 0 cid                        | at ms (decimal): gone     |
+//! | `S`    | app 0 event id (16)                   | EventRecord: log          |
 //!
-//! Names never contain a 0 byte (validated), so the separator is unambiguous.
+//! Records are MessagePack maps, or JSON objects written by earlier versions (see
+//! `record_codec`). Names never contain a 0 byte (validated), so the separator is unambiguous.
 
 use pushgate_api::model::{DeliveryId, DeviceRef, MessageId};
 
@@ -36,13 +37,13 @@ pub const EXPIRY: u8 = b'X';
 pub const EVENT: u8 = b'E';
 pub const EARLY_RECEIPT: u8 = b'P';
 pub const GONE_DEVICE: u8 = b'G';
-/// An app's event log: `S app 0 id(16)` → EventRecord (JSON).
+/// An app's event log: `S app 0 id(16)` → EventRecord.
 pub const EVENT_LOG: u8 = b'S';
 pub const UPSTREAM: u8 = b'U';
 pub const ORDERED: u8 = b'Q';
 /// Scheduled removals: `Z ++ at(8) ++ id(16)` → the key to remove.
 pub const REMOVAL: u8 = b'Z';
-/// Pending alias mirrors: `L ++ due(8) ++ id(16)` → AliasMirror (JSON).
+/// Pending alias mirrors: `L ++ due(8) ++ id(16)` → AliasMirror.
 pub const MIRROR: u8 = b'L';
 /// A device's current alias mirror: `K provider 0 app 0 cid` → `due(8) ++ id(16)`.
 pub const MIRROR_OF_DEVICE: u8 = b'K';

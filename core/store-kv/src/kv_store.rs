@@ -7,12 +7,12 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::alias_codec;
 use crate::claims::Claims;
 use crate::keys;
 use crate::kv::{prefix_end, Kv, Write1};
+use crate::record_codec::{decode, encode, version_of};
 use pushgate_store::{
     BindError, BindOutcome, Binding, DeliveryStore, Guard, IdempotencyEntry, IdentityStore, Lease,
     MirrorPlan, Removable, Timer, WriteOp,
@@ -77,13 +77,12 @@ struct Depths {
 struct Writes(Vec<Write1>);
 
 impl Writes {
-    fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.0
-            .push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.0.push((key.into(), Some(value.into())));
     }
 
-    fn remove(&mut self, key: impl AsRef<[u8]>) {
-        self.0.push((key.as_ref().to_vec(), None));
+    fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.0.push((key.into(), None));
     }
 }
 
@@ -102,28 +101,6 @@ fn reads_what_it_changes(ops: &[WriteOp]) -> bool {
     })
 }
 
-/// The version of a stored delivery record, read from the start of its JSON (where
-/// `DeliveryRecord` puts it) without decoding the rest; records written before versions
-/// existed are decoded in full.
-fn version_of(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct VersionOf {
-        #[serde(default)]
-        version: u64,
-    }
-    const PREFIX: &[u8] = b"{\"version\":";
-    if let Some(rest) = bytes.strip_prefix(PREFIX) {
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if let Some(v) = std::str::from_utf8(&rest[..digits])
-            .ok()
-            .and_then(|d| d.parse().ok())
-        {
-            return Ok(v);
-        }
-    }
-    decode::<VersionOf>(key, bytes).map(|v| v.version)
-}
-
 /// The ordering key of an event bound for an ordered queue.
 fn ordering_key(event: &EventRecord) -> Result<String, StoreError> {
     event
@@ -138,18 +115,6 @@ type DepthChanges = Vec<(String, String, i64)>;
 fn add(map: &mut HashMap<String, u64>, key: &str, change: i64) {
     let n = map.entry(key.to_string()).or_insert(0);
     *n = n.saturating_add_signed(change);
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Our record types serialise infallibly (no maps with non-string keys).
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    })
 }
 
 impl<K: Kv> KvStore<K> {
@@ -278,7 +243,7 @@ impl<K: Kv> KvStore<K> {
                     reference,
                 } => batch.remove(keys::early_receipt(&provider, &reference)),
                 WriteOp::PutGoneDevice { device, at } => {
-                    batch.insert(keys::gone_device(&device), encode(&at))
+                    batch.insert(keys::gone_device(&device), at.to_string())
                 }
                 WriteOp::DeleteGoneDevice(device) => batch.remove(keys::gone_device(&device)),
                 WriteOp::ScheduleRemoval { at, id, target } => {
@@ -689,7 +654,16 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
     }
 
     async fn gone_device(&self, device: &DeviceRef) -> Result<Option<u64>, StoreError> {
-        self.get(&keys::gone_device(device))
+        // A decimal number (as JSON), not a record.
+        let key = keys::gone_device(device);
+        self.get_string(&key)?
+            .map(|at| {
+                at.parse().map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: format!("{at:?} is not a time"),
+                })
+            })
+            .transpose()
     }
 
     async fn claim_due(
@@ -797,8 +771,8 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
         let mut n = 0;
         for item in self.kv.range(vec![keys::REMOVAL], Some(end)).take(limit) {
             let (k, target) = item?;
-            batch.remove(&target);
-            batch.remove(&k);
+            batch.remove(target.as_ref());
+            batch.remove(k.as_ref());
             n += 1;
         }
         if n > 0 {
@@ -896,7 +870,7 @@ impl<K: Kv> DeliveryStore for KvStore<K> {
                     continue;
                 };
                 if id.0.timestamp_ms() < before {
-                    batch.remove(&k);
+                    batch.remove(k.as_ref());
                     n += 1;
                     if n >= limit {
                         break 'apps;
@@ -1227,21 +1201,6 @@ mod tests {
         assert_eq!((stored.version, stored.attempts), (2, 0));
     }
 
-    #[test]
-    fn versions_are_read_from_the_front_or_decoded() {
-        assert_eq!(
-            version_of(b"k", br#"{"version":12,"id":"x"}"#).ok(),
-            Some(12)
-        );
-        assert_eq!(version_of(b"k", br#"{"id":"x","version":7}"#).ok(), Some(7));
-        assert_eq!(
-            version_of(b"k", br#"{"id":"x"}"#).ok(),
-            Some(0),
-            "before versions"
-        );
-        assert!(version_of(b"k", b"garbage").is_err());
-    }
-
     #[tokio::test]
     async fn binding_again_with_new_data_replaces_it_in_place() {
         let store = open();
@@ -1336,6 +1295,52 @@ mod tests {
             provider: "mock".into(),
             cid: cid.into(),
         }
+    }
+
+    #[tokio::test]
+    async fn json_records_of_earlier_versions_read_and_take_guarded_writes() {
+        let store = open();
+        let id = DeliveryId {
+            message: MessageId::generate(),
+            index: 0,
+        };
+        let mut old = DeliveryRecord::queued(id, &device("c1"), 5);
+        old.version = 3;
+        let json = serde_json::to_vec(&old).unwrap_or_default();
+        store
+            .kv()
+            .write(vec![(keys::delivery(id).to_vec(), Some(json))])
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .kv()
+            .write(vec![(
+                keys::gone_device(&device("c1")),
+                Some(b"1700".to_vec()),
+            )])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.delivery(id).await.ok().flatten(), Some(old.clone()));
+        assert_eq!(
+            store.gone_device(&device("c1")).await.ok().flatten(),
+            Some(1700)
+        );
+
+        let mut newer = old.clone();
+        newer.version = 4;
+        let guard = |version| vec![Guard::DeliveryVersion { id, version }];
+        let put = |d: &DeliveryRecord| vec![WriteOp::PutDelivery(d.clone())];
+        assert_eq!(
+            store.apply_if(guard(2), put(&newer)).await.ok(),
+            Some(false)
+        );
+        assert_eq!(store.apply_if(guard(3), put(&newer)).await.ok(), Some(true));
+        assert_eq!(store.delivery(id).await.ok().flatten(), Some(newer));
+        // Now stored in the binary encoding, its version still read without decoding.
+        let stored = store.kv().get(&keys::delivery(id)).ok().flatten();
+        assert_ne!(
+            stored.as_ref().and_then(|b| b.as_ref().first()),
+            Some(&b'{')
+        );
+        assert_eq!(store.apply_if(guard(3), put(&old)).await.ok(), Some(false));
     }
 
     #[tokio::test]

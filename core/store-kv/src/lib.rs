@@ -8,6 +8,7 @@ pub mod keys;
 mod kv;
 mod kv_store;
 pub mod memory;
+mod record_codec;
 
 pub use kv::{prefix_end, Kv, Write1};
 pub use kv_store::KvStore;
