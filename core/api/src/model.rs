@@ -363,7 +363,7 @@ pub struct DeliveryError {
 pub struct DeliveryRecord {
     /// Bumped by every change: a change is written only over the version it was made from
     /// (see `pushgate_store::Guard::DeliveryVersion`), so concurrent writers never lose one.
-    /// First, so a store reads it from the start of the JSON.
+    /// First, so a store reads it from the start of the stored record.
     #[serde(default)]
     pub version: u64,
     pub id: DeliveryId,
