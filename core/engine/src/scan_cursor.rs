@@ -4,8 +4,10 @@
 //! from the start each time steps over everything in flight. The cursor remembers the due
 //! time of the last item taken: items before it are in flight or already done, and new items
 //! are due from now on. A scan from the cursor that finds nothing is redone from the start
-//! before the worker idles, and at least every [`FULL_SCAN_EVERY`] meanwhile, so an item
-//! the cursor passed by (a clock step backwards) waits at most that long.
+//! before the worker idles, and a scan starts from the start at least every
+//! [`FULL_SCAN_EVERY`] however much the cursor finds, so an item the cursor passed by (a
+//! claim released without a new due time, a dead node's expired lease, a clock step
+//! backwards) waits at most that long, even under a backlog that fills every scan.
 
 use std::time::{Duration, Instant};
 
@@ -43,20 +45,24 @@ impl ScanCursor {
 
     /// Records a scan's result: the due time of the last item it returned, and whether the
     /// worker has nothing in flight. True if the caller should scan again, from the start,
-    /// before waiting.
+    /// before waiting. After [`FULL_SCAN_EVERY`] without a scan from the start, the next scan
+    /// starts there whatever this one found.
     pub fn scanned(&mut self, last_due: Option<u64>, idle: bool, now: Instant) -> bool {
         let from_start = self.from == 0;
         if from_start {
             self.last_full_scan = now;
         }
+        let full_scan_due = now.duration_since(self.last_full_scan) >= FULL_SCAN_EVERY;
         match last_due {
+            Some(_) if full_scan_due => {
+                self.from = 0;
+                false
+            }
             Some(due) => {
                 self.from = due;
                 false
             }
-            None if !from_start
-                && (idle || now.duration_since(self.last_full_scan) >= FULL_SCAN_EVERY) =>
-            {
+            None if !from_start && (idle || full_scan_due) => {
                 self.from = 0;
                 true
             }
@@ -95,5 +101,26 @@ mod tests {
         assert!(!cursor.scanned(None, false, t1 + Duration::from_millis(500)));
         assert!(cursor.scanned(None, false, t1 + FULL_SCAN_EVERY));
         assert_eq!(cursor.from(), 0);
+    }
+
+    #[test]
+    fn a_backlog_that_fills_every_scan_still_gets_full_scans() {
+        let t0 = Instant::now();
+        let mut cursor = ScanCursor::default();
+        // Every scan finds work (a paced provider takes one item a scan from a backlog).
+        let mut due = 0;
+        let mut from_start_at = Vec::new();
+        for ms in 0..3_500u64 {
+            if cursor.from() == 0 {
+                from_start_at.push(ms);
+            }
+            due += 10;
+            assert!(!cursor.scanned(Some(due), false, t0 + Duration::from_millis(ms)));
+        }
+        assert_eq!(
+            from_start_at,
+            vec![0, 1_001, 2_002, 3_003],
+            "an item behind the cursor waits at most FULL_SCAN_EVERY (and one scan)"
+        );
     }
 }

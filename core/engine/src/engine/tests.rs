@@ -22,6 +22,8 @@ struct Counting {
     script: std::sync::Mutex<std::collections::VecDeque<ProviderError>>,
     /// Devices acknowledge themselves (the provider's own reference still differs).
     device_acks: bool,
+    /// The provider's rate cap (`ProviderLimits::qps`).
+    qps: Option<u32>,
 }
 
 #[async_trait]
@@ -46,6 +48,7 @@ impl Provider for Counting {
     fn limits(&self) -> ProviderLimits {
         ProviderLimits {
             receipt_timeout: self.receipt_timeout,
+            qps: self.qps,
             ..ProviderLimits::default()
         }
     }
@@ -77,6 +80,7 @@ fn fixture_with(
             receipt_timeout,
             script: std::sync::Mutex::new(script.into()),
             device_acks: false,
+            qps: None,
         },
         settings,
     )
@@ -261,6 +265,7 @@ fn device_ack_fixture() -> Fixture {
             receipt_timeout: Some(Duration::from_secs(60)),
             script: Default::default(),
             device_acks: true,
+            qps: None,
         },
         EngineSettings::default(),
     )
@@ -370,6 +375,67 @@ async fn only_work_due_before_the_idle_wait_wakes_the_dispatcher() {
     assert!(
         !woken(waker.clone()).await,
         "its receipt timeout a minute ahead does not"
+    );
+}
+
+/// A delivery whose claim a dead node held is sent soon after the claim's lease runs out,
+/// though it sits behind the dispatcher's scan cursor and a paced backlog fills every scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_claim_is_sent_soon_after_its_lease_though_a_backlog_fills_every_scan() {
+    let f = fixture_of(
+        Counting {
+            sends: AtomicUsize::new(0),
+            receipt_timeout: None,
+            script: Default::default(),
+            device_acks: false,
+            qps: Some(50),
+        },
+        EngineSettings::default(),
+    );
+    let (first, _) = accept_one(&f).await;
+    let now = crate::clock::now_ms();
+    let dead_node = crate::store::Lease {
+        owner: Arc::from("dead-node"),
+        until: now + 300,
+    };
+    let claimed = f
+        .engine
+        .store()
+        .claim_due("p", 0, now, 1, &dead_node)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
+        vec![first]
+    );
+    const BACKLOG: usize = 150; // three seconds at 50 a second
+    for _ in 0..BACKLOG {
+        accept_one(&f).await;
+    }
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(crate::dispatcher::run_provider(
+        f.engine.clone(),
+        f.provider.clone() as Arc<dyn Provider>,
+        shutdown,
+    ));
+    let sends_before_first = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let sends = f.provider.sends.load(Ordering::SeqCst);
+            if f.delivery(first).await.state != DeliveryState::Queued {
+                return sends;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first delivery is sent");
+    let _ = stop.send(true);
+    let _ = dispatcher.await;
+    // Its lease ends after ~15 sends; a scan from the start comes within a second (~50 more).
+    assert!(
+        sends_before_first < 100,
+        "sent after {sends_before_first} of the backlog's {BACKLOG}: the dispatcher's scans \
+         did not come back to it"
     );
 }
 
@@ -586,6 +652,7 @@ fn flaky_fixture() -> (Arc<pushgate_store_kv::KvStore<FlakyKv>>, Fixture) {
             receipt_timeout: Some(Duration::from_secs(60)),
             script: Default::default(),
             device_acks: false,
+            qps: None,
         },
         EngineSettings::default(),
     );
