@@ -4,15 +4,15 @@
 # 1,000,000 deliveries by default, answers 429 past it: wrk counts those as non-2xx); prints
 # the deliveries queued and the gateway's RSS at the end of the load and at rest. With
 # DRAIN=1 it then restarts the gateway unpaced (no webhooks) and times the drain.
-# CACHE_MB sets the sled page cache (default 128, the gateway's own default); INBOX_LIMIT the
+# CACHE_MB sets the sled page cache (default 64, the gateway's own default); INBOX_LIMIT the
 # mock's in-memory inbox per device (default 1000, the mock's: 100 devices × 1,000 messages
 # are held in the gateway's memory once drained); EVENT_LOG=0 turns the event log off (each
 # delivered message logs its event for the event stream's retention); COMMIT_WINDOW_MS sets
 # [server] commit_window_ms (default: the gateway's).
-# Usage: [CACHE_MB=128] [INBOX_LIMIT=1000] [EVENT_LOG=0] [COMMIT_WINDOW_MS=1] [DRAIN=1] examples/wrk/backlog.sh [seconds] [gateway binary]
+# Usage: [CACHE_MB=64] [INBOX_LIMIT=1000] [EVENT_LOG=0] [COMMIT_WINDOW_MS=1] [DRAIN=1] examples/wrk/backlog.sh [seconds] [gateway binary]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=${1:-75}; bin=${2:-./target/release/pushgate}; cache_mb=${CACHE_MB:-128}; inbox_limit=${INBOX_LIMIT:-1000}
+secs=${1:-75}; bin=${2:-./target/release/pushgate}; cache_mb=${CACHE_MB:-64}; inbox_limit=${INBOX_LIMIT:-1000}
 retention=3600; [ "${EVENT_LOG:-1}" = 0 ] && retention=0
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
 [ -x "$bin" ] || cargo build --release -q --bin pushgate

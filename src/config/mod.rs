@@ -90,7 +90,7 @@ impl Default for ServerConfig {
             max_callback_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
             commit_window_ms: 1,
-            cache_capacity_mb: 128,
+            cache_capacity_mb: 64,
             header_read_timeout_ms: 10_000,
             device_ack_rps: 1000,
         }

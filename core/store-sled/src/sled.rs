@@ -37,12 +37,12 @@ pub struct SledOptions {
 }
 
 impl SledOptions {
-    /// Defaults for `path`: 128 MiB cache, no commit window, apply every 100 ms, a checkpoint
+    /// Defaults for `path`: 64 MiB cache, no commit window, apply every 100 ms, a checkpoint
     /// every second.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SledOptions {
             path: path.into(),
-            cache_capacity: 128 * 1024 * 1024,
+            cache_capacity: 64 * 1024 * 1024,
             commit_window: Duration::ZERO,
             apply_interval: Duration::from_millis(100),
             checkpoint_interval: Duration::from_secs(1),
