@@ -1,6 +1,6 @@
 //! Write a pushgate provider plugin in safe Rust.
 //!
-//! ```ignore
+//! ```
 //! use pushgate_plugin_sdk::{export_provider, Delivery, Plugin, SendError, Sent};
 //!
 //! struct Hello;
